@@ -1,0 +1,382 @@
+//! Typed configuration. Every struct rejects unknown keys.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::units::{is_secret_key, ByteSize, HumanDuration, Secret};
+
+/// A whole worker: its own settings and the pipelines it runs.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Settings of this worker process.
+    #[serde(default)]
+    pub worker: WorkerConfig,
+    /// Pipelines, each source → converter → sink.
+    #[serde(default)]
+    pub pipelines: Vec<PipelineConfig>,
+}
+
+/// Settings of the worker process.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Name of this worker, used in logs and in the writer id of files it lands.
+    #[serde(default = "default_worker_id")]
+    pub id: String,
+    /// Address of the HTTP control API.
+    #[serde(default = "default_http_addr")]
+    pub http_addr: String,
+    /// How long a graceful stop (SIGINT/SIGTERM) may take to land and commit
+    /// what is buffered before the worker exits anyway.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: HumanDuration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            id: default_worker_id(),
+            http_addr: default_http_addr(),
+            shutdown_timeout: default_shutdown_timeout(),
+        }
+    }
+}
+
+fn default_worker_id() -> String {
+    "worker-1".into()
+}
+fn default_http_addr() -> String {
+    "127.0.0.1:8083".into()
+}
+fn default_shutdown_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+
+/// One pipeline: where records come from, how they are decoded, where they land.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Unique name (letters, digits, `-`, `_`).
+    pub name: String,
+    /// Where records come from.
+    pub source: SourceConfig,
+    /// How raw bytes become rows.
+    pub converter: ConverterConfig,
+    /// Where rows land.
+    pub sink: SinkConfig,
+}
+
+/// Source connectors.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SourceConfig {
+    /// A Kafka consumer group.
+    Kafka(KafkaSourceConfig),
+    /// Synthetic records, for demos and benchmarks.
+    Datagen(DatagenSourceConfig),
+}
+
+/// Where a Kafka partition with no landed data and no committed group offset starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartPosition {
+    /// The oldest retained record.
+    #[default]
+    Earliest,
+    /// Only records produced after the pipeline starts.
+    Latest,
+}
+
+/// A Kafka consumer group source.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// Comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// Topic names; an entry starting with `^` is a regular expression.
+    pub topics: Vec<String>,
+    /// Consumer group id. Workers with the same id share the partitions.
+    pub group_id: String,
+    /// Start position when the lake holds nothing and the group has no offset.
+    #[serde(default)]
+    pub start: StartPosition,
+    /// Most records handed to the converter in one batch.
+    #[serde(default = "default_max_poll_records")]
+    pub max_poll_records: usize,
+    /// Longest a poll waits to fill a batch.
+    #[serde(default = "default_poll_timeout")]
+    pub poll_timeout: HumanDuration,
+    /// librdkafka properties passed through as they are (TLS, SASL, fetch sizes).
+    /// Values of keys that look secret are never printed.
+    #[serde(default)]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for KafkaSourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaSourceConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("topics", &self.topics)
+            .field("group_id", &self.group_id)
+            .field("start", &self.start)
+            .field("max_poll_records", &self.max_poll_records)
+            .field("poll_timeout", &self.poll_timeout)
+            .field("librdkafka", &redacted(&self.librdkafka))
+            .finish()
+    }
+}
+
+/// A copy of a passthrough map with secret-looking values replaced by `***`.
+pub fn redacted(map: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    map.iter()
+        .map(|(k, v)| {
+            let v = if is_secret_key(k) {
+                "***".to_string()
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+fn default_max_poll_records() -> usize {
+    10_000
+}
+fn default_poll_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_millis(100))
+}
+
+/// Synthetic order-like JSON records.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatagenSourceConfig {
+    /// Name the records carry as their topic.
+    #[serde(default = "default_datagen_topic")]
+    pub topic: String,
+    /// Number of partitions to spread records over.
+    #[serde(default = "default_one")]
+    pub partitions: i32,
+    /// Total records to generate; unbounded when absent.
+    #[serde(default)]
+    pub records: Option<u64>,
+    /// Records per second across partitions; as fast as possible when absent.
+    #[serde(default)]
+    pub rate: Option<u64>,
+    /// Records per batch.
+    #[serde(default = "default_datagen_batch")]
+    pub batch_size: usize,
+    /// Seed: the same seed gives the same records.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn default_datagen_topic() -> String {
+    "datagen".into()
+}
+fn default_one() -> i32 {
+    1
+}
+fn default_datagen_batch() -> usize {
+    1_000
+}
+
+/// Converters.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ConverterConfig {
+    /// One JSON object per record.
+    Json(JsonConverterConfig),
+}
+
+/// What happens to a record that cannot be converted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Stop the pipeline without committing the record's offset.
+    #[default]
+    Fail,
+    /// Drop the record, count it and log it.
+    Skip,
+    /// Write the record with its position and the reason to the dead-letter route.
+    DeadLetter,
+}
+
+/// Kafka metadata a converter can add as columns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetadataField {
+    /// `_topic` (string).
+    Topic,
+    /// `_partition` (int32).
+    Partition,
+    /// `_offset` (int64).
+    Offset,
+    /// `_timestamp` (timestamp ms, UTC).
+    Timestamp,
+    /// `_key` (string, UTF-8 lossy).
+    Key,
+}
+
+/// JSON converter.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonConverterConfig {
+    /// Schema file (see `config/schemas/`). Either this or `infer = true`.
+    #[serde(default)]
+    pub schema: Option<PathBuf>,
+    /// Infer the schema from the first `infer_records` records.
+    #[serde(default)]
+    pub infer: bool,
+    /// How many records inference looks at.
+    #[serde(default = "default_infer_records")]
+    pub infer_records: usize,
+    /// Field holding the record time (drives `partition_by`); the Kafka
+    /// timestamp is used when absent or null.
+    #[serde(default)]
+    pub timestamp_field: Option<String>,
+    /// What to do with a record that does not parse or does not fit the schema.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Kafka metadata columns to append.
+    #[serde(default)]
+    pub metadata: Vec<MetadataField>,
+}
+
+fn default_infer_records() -> usize {
+    1_000
+}
+
+/// Sinks.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SinkConfig {
+    /// Parquet files on object storage or local disk.
+    Parquet(ParquetSinkConfig),
+}
+
+/// Parquet compression codecs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Zstandard (default).
+    #[default]
+    Zstd,
+    /// Snappy.
+    Snappy,
+    /// LZ4 (raw, Parquet's LZ4_RAW).
+    Lz4,
+    /// Gzip.
+    Gzip,
+    /// No compression.
+    None,
+}
+
+/// When buffered rows of a source partition are landed. Whichever comes first.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlushConfig {
+    /// Records buffered for one source partition.
+    #[serde(default = "default_max_records")]
+    pub max_records: u64,
+    /// Bytes buffered for one source partition (encoded plus in progress).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: ByteSize,
+    /// Age of the oldest buffered record; idle partitions flush too.
+    #[serde(default = "default_max_age")]
+    pub max_age: HumanDuration,
+}
+
+impl Default for FlushConfig {
+    fn default() -> Self {
+        Self {
+            max_records: default_max_records(),
+            max_bytes: default_max_bytes(),
+            max_age: default_max_age(),
+        }
+    }
+}
+
+fn default_max_records() -> u64 {
+    1_000_000
+}
+fn default_max_bytes() -> ByteSize {
+    ByteSize(128 << 20)
+}
+fn default_max_age() -> HumanDuration {
+    HumanDuration::from_secs(300)
+}
+
+/// Parquet sink.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetSinkConfig {
+    /// Root of the table: `file:///path`, `s3://bucket/prefix`, `gs://bucket/prefix`,
+    /// `az://container/prefix` (also `abfs://`, `abfss://`).
+    pub url: String,
+    /// Column compression.
+    #[serde(default)]
+    pub compression: Compression,
+    /// Codec level (zstd 1–22, gzip 0–10); the codec's default when absent.
+    #[serde(default)]
+    pub compression_level: Option<i32>,
+    /// Most rows in one row group.
+    #[serde(default = "default_row_group_size")]
+    pub row_group_size: usize,
+    /// Hive-style partition path from the record time, strftime syntax,
+    /// e.g. `dt=%Y-%m-%d/hour=%H`. Files go to the root when absent.
+    #[serde(default)]
+    pub partition_by: Option<String>,
+    /// IANA timezone `partition_by` is evaluated in.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// Flush thresholds.
+    #[serde(default)]
+    pub flush: FlushConfig,
+    /// Object-store connection settings.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+fn default_row_group_size() -> usize {
+    1_048_576
+}
+fn default_timezone() -> String {
+    "UTC".into()
+}
+
+/// Object-store connection settings. Unset fields fall back to the standard
+/// environment and instance-credential chain of each cloud (`AWS_*`, ...).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Endpoint override (S3-compatible servers), e.g. `http://127.0.0.1:8333`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Region.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Static access key id.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// Static secret access key.
+    #[serde(default)]
+    pub secret_access_key: Option<Secret>,
+    /// Session token for temporary credentials.
+    #[serde(default)]
+    pub session_token: Option<Secret>,
+    /// Path-style requests (`endpoint/bucket/key`) instead of virtual-hosted style.
+    #[serde(default)]
+    pub path_style: Option<bool>,
+    /// Allow plain `http://` endpoints.
+    #[serde(default)]
+    pub allow_http: Option<bool>,
+    /// Further object_store options by their documented names
+    /// (e.g. `aws_sse_kms_key_id`, `google_service_account`, `azure_storage_account_name`).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}

@@ -1,0 +1,328 @@
+//! Pure validation: no I/O beyond nothing at all, so it runs in CI and
+//! pre-deploy hooks. Connector crates add their own pure checks (schema
+//! files, partition templates) on top; `tributary validate` runs them all.
+
+use std::collections::HashSet;
+
+use crate::model::*;
+use crate::ConfigError;
+
+/// librdkafka properties that Tributary owns and that the passthrough map must not set.
+const OWNED_KAFKA_PROPS: [(&str, &str); 5] = [
+    ("bootstrap.servers", "set `bootstrap_servers` instead"),
+    ("group.id", "set `group_id` instead"),
+    (
+        "enable.auto.commit",
+        "offsets are committed only after landing; Tributary sets it to false",
+    ),
+    (
+        "enable.auto.offset.store",
+        "Tributary manages offsets itself",
+    ),
+    ("auto.offset.reset", "set `start` instead"),
+];
+
+/// Checks a loaded config, returning the first problem with its key path.
+pub fn validate(config: &Config) -> Result<(), ConfigError> {
+    let w = &config.worker;
+    if w.id.trim().is_empty() {
+        return Err(ConfigError::invalid("worker.id", "must not be empty"));
+    }
+    if w.http_addr.parse::<std::net::SocketAddr>().is_err() {
+        return Err(ConfigError::invalid(
+            "worker.http_addr",
+            format!("{:?} is not an address like 127.0.0.1:8083", w.http_addr),
+        ));
+    }
+    if w.shutdown_timeout.0.is_zero() {
+        return Err(ConfigError::invalid(
+            "worker.shutdown_timeout",
+            "must be greater than zero",
+        ));
+    }
+    if config.pipelines.is_empty() {
+        return Err(ConfigError::invalid(
+            "pipelines",
+            "at least one [[pipelines]] entry is needed",
+        ));
+    }
+    let mut names = HashSet::new();
+    for (i, p) in config.pipelines.iter().enumerate() {
+        let key = format!("pipelines.{i}");
+        validate_name(&format!("{key}.name"), &p.name)?;
+        if !names.insert(p.name.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("{key}.name"),
+                format!("pipeline name {:?} is used twice", p.name),
+            ));
+        }
+        validate_source(&format!("{key}.source"), &p.source)?;
+        validate_converter(&format!("{key}.converter"), &p.converter)?;
+        validate_sink(&format!("{key}.sink"), &p.sink)?;
+    }
+    Ok(())
+}
+
+fn validate_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{name:?} must be non-empty and use only letters, digits, '-' and '_'"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_source(key: &str, source: &SourceConfig) -> Result<(), ConfigError> {
+    match source {
+        SourceConfig::Kafka(k) => {
+            if k.bootstrap_servers.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.bootstrap_servers"),
+                    "must not be empty",
+                ));
+            }
+            for (j, server) in k.bootstrap_servers.split(',').enumerate() {
+                let server = server.trim();
+                let ok = server
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+                if !ok {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.bootstrap_servers"),
+                        format!("entry {j} ({server:?}) is not host:port"),
+                    ));
+                }
+            }
+            if k.topics.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.topics"),
+                    "name at least one topic",
+                ));
+            }
+            for (j, t) in k.topics.iter().enumerate() {
+                let valid = !t.is_empty()
+                    && (t.starts_with('^')
+                        || (t.len() <= 249
+                            && t.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))));
+                if !valid {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.topics.{j}"),
+                        format!("{t:?} is not a topic name (letters, digits, '.', '_', '-') nor a '^' regex"),
+                    ));
+                }
+            }
+            if k.group_id.trim().is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.group_id"),
+                    "must not be empty",
+                ));
+            }
+            if k.max_poll_records == 0 {
+                return Err(ConfigError::invalid(
+                    format!("{key}.max_poll_records"),
+                    "must be at least 1",
+                ));
+            }
+            for prop in k.librdkafka.keys() {
+                if let Some((_, why)) = OWNED_KAFKA_PROPS.iter().find(|(p, _)| p == prop) {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.librdkafka.\"{prop}\""),
+                        format!("may not be set here: {why}"),
+                    ));
+                }
+            }
+        }
+        SourceConfig::Datagen(d) => {
+            if d.topic.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.topic"),
+                    "must not be empty",
+                ));
+            }
+            if d.partitions < 1 {
+                return Err(ConfigError::invalid(
+                    format!("{key}.partitions"),
+                    "must be at least 1",
+                ));
+            }
+            if d.batch_size == 0 {
+                return Err(ConfigError::invalid(
+                    format!("{key}.batch_size"),
+                    "must be at least 1",
+                ));
+            }
+            if d.rate == Some(0) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.rate"),
+                    "must be at least 1 (or absent)",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_converter(key: &str, converter: &ConverterConfig) -> Result<(), ConfigError> {
+    match converter {
+        ConverterConfig::Json(j) => {
+            match (&j.schema, j.infer) {
+                (Some(_), true) => {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.infer"),
+                        "set either `schema` or `infer = true`, not both",
+                    ))
+                }
+                (None, false) => {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.schema"),
+                        "a schema file is required unless `infer = true`",
+                    ))
+                }
+                _ => {}
+            }
+            if j.infer && j.infer_records == 0 {
+                return Err(ConfigError::invalid(
+                    format!("{key}.infer_records"),
+                    "must be at least 1",
+                ));
+            }
+            if let Some(f) = &j.timestamp_field {
+                if f.trim().is_empty() {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.timestamp_field"),
+                        "must not be empty",
+                    ));
+                }
+            }
+            let mut seen = HashSet::new();
+            for (i, m) in j.metadata.iter().enumerate() {
+                if !seen.insert(*m) {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.metadata.{i}"),
+                        format!("{m:?} is listed twice"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// URL schemes the Parquet sink understands.
+pub const SINK_SCHEMES: [&str; 6] = ["file", "s3", "gs", "az", "abfs", "abfss"];
+
+fn validate_sink(key: &str, sink: &SinkConfig) -> Result<(), ConfigError> {
+    match sink {
+        SinkConfig::Parquet(p) => {
+            let scheme = p.url.split_once("://").map(|(s, _)| s);
+            match scheme {
+                Some(s) if SINK_SCHEMES.contains(&s) => {}
+                _ => {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.url"),
+                        format!(
+                            "{:?} must start with one of {}",
+                            p.url,
+                            SINK_SCHEMES.map(|s| format!("{s}://")).join(", ")
+                        ),
+                    ))
+                }
+            }
+            let rest = &p.url[p.url.find("://").unwrap() + 3..];
+            if scheme == Some("file") && !rest.starts_with('/') {
+                return Err(ConfigError::invalid(
+                    format!("{key}.url"),
+                    "file URLs need an absolute path: file:///var/lib/lake/orders",
+                ));
+            }
+            if scheme != Some("file") && rest.split('/').next().unwrap_or("").is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.url"),
+                    "the URL names no bucket or container",
+                ));
+            }
+            if p.row_group_size == 0 {
+                return Err(ConfigError::invalid(
+                    format!("{key}.row_group_size"),
+                    "must be at least 1",
+                ));
+            }
+            if let Some(level) = p.compression_level {
+                let range = match p.compression {
+                    Compression::Zstd => Some(1..=22),
+                    Compression::Gzip => Some(0..=10),
+                    _ => None,
+                };
+                match range {
+                    Some(r) if !r.contains(&level) => {
+                        return Err(ConfigError::invalid(
+                            format!("{key}.compression_level"),
+                            format!(
+                                "{level} is outside {}..={} for {:?}",
+                                r.start(),
+                                r.end(),
+                                p.compression
+                            ),
+                        ))
+                    }
+                    None => {
+                        return Err(ConfigError::invalid(
+                            format!("{key}.compression_level"),
+                            format!("{:?} takes no level", p.compression),
+                        ))
+                    }
+                    _ => {}
+                }
+            }
+            if p.timezone.parse::<chrono_tz::Tz>().is_err() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.timezone"),
+                    format!(
+                        "{:?} is not an IANA timezone such as \"UTC\" or \"Europe/Berlin\"",
+                        p.timezone
+                    ),
+                ));
+            }
+            let f = &p.flush;
+            if f.max_records == 0 {
+                return Err(ConfigError::invalid(
+                    format!("{key}.flush.max_records"),
+                    "must be at least 1",
+                ));
+            }
+            if f.max_bytes.0 == 0 {
+                return Err(ConfigError::invalid(
+                    format!("{key}.flush.max_bytes"),
+                    "must be greater than zero",
+                ));
+            }
+            if f.max_age.0.is_zero() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.flush.max_age"),
+                    "must be greater than zero",
+                ));
+            }
+            if let Some(e) = &p.storage.endpoint {
+                if !(e.starts_with("http://") || e.starts_with("https://")) {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.storage.endpoint"),
+                        format!("{e:?} must start with http:// or https://"),
+                    ));
+                }
+                if e.starts_with("http://") && p.storage.allow_http != Some(true) {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.storage.allow_http"),
+                        "the endpoint is plain http://; set allow_http = true to accept that",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
