@@ -1,1 +1,34 @@
-//! placeholder
+//! # tributary-runtime
+//!
+//! Runs pipelines: one task per pipeline drives its [`Source`], [`Converter`]
+//! and [`Sink`] and owns the one rule that makes landing exactly-once from the
+//! runtime's side: **a source offset is committed only after the sink reports
+//! the range landed**, and never for a partition the worker no longer owns.
+//!
+//! The loop, per pipeline:
+//!
+//! * `Records` → convert → sink buffers (per source partition);
+//! * a partition whose buffer reaches `max_records`, `max_bytes` or `max_age`
+//!   (idle partitions too, through a timer) is landed, then its offset committed;
+//! * `Assigned` → the sink recovers the partitions from the lake and the
+//!   source resumes each at its last landed offset + 1;
+//! * `Revoked` → buffered rows of those partitions are landed and committed
+//!   before the acknowledgement; `Lost` → they are dropped unlanded;
+//! * a failed or lost landing drops the buffer and re-reads the partition from
+//!   the sink's resume point (with backoff for transient storage errors);
+//! * a fenced offset commit (stale generation) makes the worker stop writing
+//!   the partition until it is assigned again;
+//! * shutdown stops polling, lands what is buffered, commits, and closes the
+//!   source within the shutdown timeout.
+//!
+//! [`Source`]: tributary_core::Source
+//! [`Converter`]: tributary_core::Converter
+//! [`Sink`]: tributary_core::Sink
+
+#![warn(missing_docs)]
+
+mod pipeline;
+mod status;
+
+pub use pipeline::{Pipeline, RuntimeError, Shutdown};
+pub use status::{PartitionStatus, PipelineState, PipelineStatus, Totals};
