@@ -321,7 +321,7 @@ pub struct ParquetSinkConfig {
     /// Column compression.
     #[serde(default)]
     pub compression: Compression,
-    /// Codec level (zstd 1–22, gzip 0–10); the codec's default when absent.
+    /// Codec level (zstd 1–22, gzip 0–9); the codec's default when absent.
     #[serde(default)]
     pub compression_level: Option<i32>,
     /// Most rows in one row group.

@@ -256,7 +256,7 @@ fn validate_sink(key: &str, sink: &SinkConfig) -> Result<(), ConfigError> {
             if let Some(level) = p.compression_level {
                 let range = match p.compression {
                     Compression::Zstd => Some(1..=22),
-                    Compression::Gzip => Some(0..=10),
+                    Compression::Gzip => Some(0..=9),
                     _ => None,
                 };
                 match range {
