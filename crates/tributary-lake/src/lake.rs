@@ -130,11 +130,17 @@ impl Lake {
         validate_partition(tp)?;
         let seqs = self.commit_seqs(tp, 0).await?;
         check_contiguous(tp, &seqs, 0)?;
+        // Owned captures: futures that borrow through a closure argument
+        // trip rustc's higher-ranked `Send` check in callers that spawn.
         futures::stream::iter(seqs)
-            .map(|seq| async move {
-                self.read_commit(tp, seq)
-                    .await?
-                    .ok_or_else(|| vanished(tp, seq))
+            .map(|seq| {
+                let lake = self.clone();
+                let tp = tp.clone();
+                async move {
+                    lake.read_commit(&tp, seq)
+                        .await?
+                        .ok_or_else(|| vanished(&tp, seq))
+                }
             })
             .buffered(IO_CONCURRENCY)
             .try_collect()
@@ -236,31 +242,34 @@ impl Lake {
             .collect();
         named.sort_by(|a, b| (a.1, &a.2).cmp(&(b.1, &b.2)));
         let entries: Vec<Option<IntentEntry>> = futures::stream::iter(named)
-            .map(|(path, seq, writer)| async move {
-                let Some(bytes) = self.storage.get(&path).await? else {
-                    // Deleted by its writer after we listed it.
-                    return Ok(None);
-                };
-                let record = serde_json::from_slice::<IntentRecord>(&bytes)
-                    .map_err(|e| format!("not an intent record: {e}"))
-                    .and_then(|r| {
-                        if r.seq == seq && r.writer == writer {
-                            Ok(r)
-                        } else {
-                            Err(format!(
-                                "{} names seq {} writer {}",
-                                file_name(&path),
-                                r.seq,
-                                r.writer
-                            ))
-                        }
-                    });
-                Ok::<_, LakeError>(Some(IntentEntry {
-                    path,
-                    seq,
-                    writer,
-                    record,
-                }))
+            .map(|(path, seq, writer)| {
+                let storage = self.storage.clone();
+                async move {
+                    let Some(bytes) = storage.get(&path).await? else {
+                        // Deleted by its writer after we listed it.
+                        return Ok(None);
+                    };
+                    let record = serde_json::from_slice::<IntentRecord>(&bytes)
+                        .map_err(|e| format!("not an intent record: {e}"))
+                        .and_then(|r| {
+                            if r.seq == seq && r.writer == writer {
+                                Ok(r)
+                            } else {
+                                Err(format!(
+                                    "{} names seq {} writer {}",
+                                    file_name(&path),
+                                    r.seq,
+                                    r.writer
+                                ))
+                            }
+                        });
+                    Ok::<_, LakeError>(Some(IntentEntry {
+                        path,
+                        seq,
+                        writer,
+                        record,
+                    }))
+                }
             })
             .buffered(IO_CONCURRENCY)
             .try_collect()

@@ -288,17 +288,20 @@ impl Lake {
         }
 
         let written: Vec<Result<CommittedFile, LakeError>> = futures::stream::iter(landing.files)
-            .map(|f| async move {
-                let crc32c = crc32c::crc32c(&f.bytes);
-                let bytes = f.bytes.len() as u64;
-                self.storage.put(&f.path, f.bytes).await?;
-                Ok(CommittedFile {
-                    path: f.path,
-                    kind: f.kind,
-                    rows: f.rows,
-                    bytes,
-                    crc32c,
-                })
+            .map(|f| {
+                let storage = self.storage.clone();
+                async move {
+                    let crc32c = crc32c::crc32c(&f.bytes);
+                    let bytes = f.bytes.len() as u64;
+                    storage.put(&f.path, f.bytes).await?;
+                    Ok(CommittedFile {
+                        path: f.path,
+                        kind: f.kind,
+                        rows: f.rows,
+                        bytes,
+                        crc32c,
+                    })
+                }
             })
             .buffered(WRITE_CONCURRENCY)
             .collect()
@@ -551,8 +554,11 @@ impl Lake {
                 Vec::new()
             }
         };
-        let results: Vec<Result<(), LakeError>> = futures::stream::iter(orphans.iter())
-            .map(|p| self.storage.delete(p))
+        let results: Vec<Result<(), LakeError>> = futures::stream::iter(orphans.iter().cloned())
+            .map(|p| {
+                let storage = self.storage.clone();
+                async move { storage.delete(&p).await }
+            })
             .buffer_unordered(WRITE_CONCURRENCY)
             .collect()
             .await;
@@ -611,8 +617,11 @@ impl Lake {
     /// Deletes an attempt's files, then (if all went) its intent. Returns
     /// whether everything is gone.
     async fn abandon(&self, tp: &TopicPartition, intent_at: &str, paths: &[String]) -> bool {
-        let results: Vec<Result<(), LakeError>> = futures::stream::iter(paths.iter())
-            .map(|p| self.storage.delete(p))
+        let results: Vec<Result<(), LakeError>> = futures::stream::iter(paths.iter().cloned())
+            .map(|p| {
+                let storage = self.storage.clone();
+                async move { storage.delete(&p).await }
+            })
             .buffer_unordered(WRITE_CONCURRENCY)
             .collect()
             .await;

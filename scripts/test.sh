@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The test command: ./scripts/test.sh [ARGS...]
+#
+# 1. Ensures the Python venv (.venv: SeaweedFS, pyarrow, duckdb) exists.
+# 2. Builds every workspace binary: tests start `tributary` and
+#    `tributary-mock-kafka` from target/<profile>/, and a package's tests do
+#    not build another package's binaries.
+# 3. Runs the tests with TRIBUTARY_REQUIRE_S3=1, so S3 tests fail rather than
+#    skip when SeaweedFS is missing: `cargo nextest run --workspace ARGS` when
+#    cargo-nextest is installed (then, without ARGS, the doctests, which
+#    nextest does not run), else `cargo test --workspace ARGS`.
+#
+# ARGS go to the test runner unchanged (filters, --release, --no-fail-fast...).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+"$root/scripts/setup-python.sh"
+export TRIBUTARY_REQUIRE_S3=1
+export TRIBUTARY_WEED="${TRIBUTARY_WEED:-$root/.venv/bin/weed}"
+
+# Build the binaries in the profile the tests will use.
+build_args=()
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+    case "${args[i]}" in
+        --release) build_args+=(--release) ;;
+        --cargo-profile=* | --profile=*) build_args+=("--profile=${args[i]#*=}") ;;
+        --cargo-profile | --profile) build_args+=("--profile=${args[i + 1]:-dev}") ;;
+    esac
+done
+cargo build --workspace --bins ${build_args[@]+"${build_args[@]}"}
+
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace "$@"
+    if [[ $# -eq 0 ]]; then
+        cargo test --workspace --doc
+    fi
+else
+    cargo test --workspace "$@"
+fi
