@@ -1,1 +1,260 @@
+//! Helpers for the end-to-end tests: a `tributary run` worker process whose
+//! JSON logs are followed, and config files for it.
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tributary_testkit::{bin_path, kill_group, spawn_tied, try_wait_for, wait_for, SeaweedFs};
+
+/// What all workers of a test have reported, from their logs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Rows reported by "Landed range." events (each logged after its commit record exists).
+    pub landed_rows: AtomicU64,
+    /// Landings reported.
+    pub landings: AtomicU64,
+    /// Landings that failed or lost a race.
+    pub failed: AtomicU64,
+    /// The last lines of stderr, for failure messages.
+    pub tail: Mutex<Vec<String>>,
+}
+
+impl Progress {
+    /// Rows landed so far.
+    pub fn rows(&self) -> u64 {
+        self.landed_rows.load(Ordering::SeqCst)
+    }
+
+    fn observe(&self, line: &str) {
+        {
+            let mut tail = self.tail.lock().unwrap();
+            tail.push(line.to_string());
+            if tail.len() > 60 {
+                tail.remove(0);
+            }
+        }
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            return;
+        };
+        match v.get("message").and_then(|m| m.as_str()) {
+            Some("Landed range.") => {
+                let rows = v.get("rows").and_then(|r| r.as_u64()).unwrap_or(0);
+                self.landed_rows.fetch_add(rows, Ordering::SeqCst);
+                self.landings.fetch_add(1, Ordering::SeqCst);
+            }
+            Some(m) if m.starts_with("Landing failed") => {
+                self.failed.fetch_add(1, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+    }
+
+    /// The last lines the workers logged.
+    pub fn tail(&self) -> String {
+        self.tail.lock().unwrap().join("\n")
+    }
+}
+
+/// A `tributary run` process.
+pub struct Worker {
+    child: Child,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts `tributary run --config <config> --log-format json` with extra environment.
+    pub fn start(config: &Path, env: &[(String, String)], progress: Arc<Progress>) -> Worker {
+        let mut cmd = Command::new(bin_path("tributary"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(config)
+            .arg("--log-format")
+            .arg("json")
+            .arg("--log")
+            .arg("info")
+            .current_dir(tributary_testkit::workspace_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = spawn_tied(cmd).expect("starting tributary run");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                progress.observe(&line);
+            }
+        });
+        Worker {
+            child,
+            reader: Some(reader),
+        }
+    }
+
+    /// Sends a signal to the worker process.
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: plain syscall on our own child.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, sig);
+        }
+    }
+
+    /// Whether the process has exited (without waiting).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(mut self, timeout: Duration) -> ExitStatus {
+        let status = wait_for(timeout, "tributary to exit", || {
+            self.child.try_wait().expect("try_wait")
+        });
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        status
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill9(mut self) {
+        kill_group(&mut self.child);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if self.reader.is_some() {
+            kill_group(&mut self.child);
+        }
+    }
+}
+
+/// Waits until `progress` reports at least `rows` landed rows, failing early
+/// if the worker exits.
+pub fn wait_landed(worker: &mut Worker, progress: &Progress, rows: u64, timeout: Duration) {
+    let reached = try_wait_for(timeout, || {
+        if progress.rows() >= rows {
+            return Some(true);
+        }
+        if let Some(status) = worker.exited() {
+            panic!(
+                "tributary exited with {status} after {} of {rows} rows; log tail:\n{}",
+                progress.rows(),
+                progress.tail()
+            );
+        }
+        None
+    });
+    if reached.is_none() {
+        panic!(
+            "timed out after {timeout:?}: {} of {rows} rows landed; log tail:\n{}",
+            progress.rows(),
+            progress.tail()
+        );
+    }
+}
+
+/// Where a test lands its files.
+pub enum Target<'a> {
+    /// A local directory (`file://`).
+    Local(PathBuf),
+    /// A bucket on a SeaweedFS server.
+    S3 {
+        /// The server.
+        server: &'a SeaweedFs,
+        /// Bucket name.
+        bucket: String,
+    },
+}
+
+impl Target<'_> {
+    /// The sink URL.
+    pub fn url(&self) -> String {
+        match self {
+            Target::Local(dir) => format!("file://{}", dir.display()),
+            Target::S3 { bucket, .. } => format!("s3://{bucket}/lake/orders"),
+        }
+    }
+
+    /// The `[pipelines.sink.storage]` table; the secret key is not in it.
+    fn storage_toml(&self) -> String {
+        match self {
+            Target::Local(_) => String::new(),
+            Target::S3 { server, .. } => format!(
+                "\n[pipelines.sink.storage]\nendpoint = \"{}\"\nregion = \"{}\"\naccess_key_id = \"{}\"\npath_style = true\nallow_http = true\n",
+                server.endpoint(),
+                server.region(),
+                server.access_key()
+            ),
+        }
+    }
+
+    /// Environment for the worker: the secret key, by the documented override.
+    pub fn env(&self) -> Vec<(String, String)> {
+        match self {
+            Target::Local(_) => vec![],
+            Target::S3 { server, .. } => vec![(
+                "TRIBUTARY_PIPELINES__0__SINK__STORAGE__SECRET_ACCESS_KEY".into(),
+                server.secret_key().into(),
+            )],
+        }
+    }
+}
+
+/// Writes a worker config reading `topic` from `bootstrap` into `target`.
+pub fn write_config(
+    dir: &Path,
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    target: &Target<'_>,
+) -> PathBuf {
+    let schema = tributary_testkit::workspace_root().join("tests/fixtures/small.json");
+    let text = format!(
+        r#"[worker]
+id = "e2e"
+shutdown_timeout = "30s"
+
+[[pipelines]]
+name = "e2e"
+
+[pipelines.source]
+type = "kafka"
+bootstrap_servers = "{bootstrap}"
+topics = ["{topic}"]
+group_id = "{group}"
+start = "earliest"
+max_poll_records = 2000
+# A killed worker's membership must expire quickly for the restart to get its partitions.
+librdkafka = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
+
+[pipelines.converter]
+type = "json"
+schema = "{schema}"
+timestamp_field = "ts"
+on_error = "fail"
+
+[pipelines.sink]
+type = "parquet"
+url = "{url}"
+compression = "zstd"
+partition_by = "dt=%Y-%m-%d/hour=%H"
+flush = {{ max_records = 3000, max_age = "700ms" }}
+{storage}"#,
+        schema = schema.display(),
+        url = target.url(),
+        storage = target.storage_toml(),
+    );
+    let path = dir.join("worker.toml");
+    std::fs::write(&path, text).expect("writing the config");
+    path
+}

@@ -4,6 +4,9 @@ use figment::value::{Dict, Tag, Value};
 
 use crate::{ConfigError, ENV_PREFIX};
 
+/// Top-level config sections an environment variable may address.
+const CONFIG_SECTIONS: [&str; 2] = ["WORKER", "PIPELINES"];
+
 /// Applies every `TRIBUTARY_*` variable to `tree`, in sorted order so the
 /// result does not depend on the environment's iteration order.
 pub(crate) fn apply(
@@ -12,7 +15,16 @@ pub(crate) fn apply(
 ) -> Result<(), ConfigError> {
     let mut vars: Vec<(String, String)> = vars
         .into_iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.len() > ENV_PREFIX.len())
+        .filter(|(k, _)| {
+            // Only the config's own sections: other TRIBUTARY_* variables
+            // (TRIBUTARY_LOG, TRIBUTARY_CONFIG, ...) belong to the CLI.
+            k.strip_prefix(ENV_PREFIX).is_some_and(|rest| {
+                let section = rest.split("__").next().unwrap_or("");
+                CONFIG_SECTIONS
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(section))
+            })
+        })
         .collect();
     vars.sort();
     for (var, raw) in vars {

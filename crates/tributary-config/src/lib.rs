@@ -15,7 +15,9 @@
 //! written `_`: `TRIBUTARY_PIPELINES__ORDERS_TO_LAKE__SINK__URL=s3://...`.
 //! Under a `librdkafka` map, `_` in the last segment becomes `.`:
 //! `TRIBUTARY_PIPELINES__0__SOURCE__LIBRDKAFKA__SASL_PASSWORD` sets
-//! `sasl.password`. Values are parsed like TOML scalars (`true`, `42`,
+//! `sasl.password`. Only variables whose first segment is `WORKER` or
+//! `PIPELINES` are config overrides; others (`TRIBUTARY_LOG`,
+//! `TRIBUTARY_CONFIG`, ...) belong to the CLI. Values are parsed like TOML scalars (`true`, `42`,
 //! `"text"`), so secrets can live in the environment rather than the file.
 //!
 //! Then [`validate`] checks the typed result without touching the network,

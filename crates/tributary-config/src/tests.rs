@@ -97,6 +97,8 @@ fn env_overrides_by_index_and_name() {
                 "s3cr3t",
             ),
             ("OTHER_VAR", "ignored"),
+            ("TRIBUTARY_LOG", "debug"),
+            ("TRIBUTARY_REQUIRE_S3", "1"),
         ],
     )
     .unwrap();

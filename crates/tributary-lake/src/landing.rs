@@ -369,16 +369,14 @@ impl Lake {
         self.write_hint(&tp, seq).await;
         log.advance(record.clone());
         log.used_paths = paths.into_iter().collect();
-        info!(
+        debug!(
             partition = %tp,
             seq,
             first_offset = record.first_offset,
             last_offset = record.last_offset,
             rows = record.rows,
-            dead_lettered = record.dead_lettered,
-            skipped = record.skipped,
             files = record.files.len(),
-            "Landed range."
+            "Commit record created."
         );
         Ok(record)
     }

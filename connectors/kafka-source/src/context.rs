@@ -1,0 +1,462 @@
+//! State shared by the poll thread, the rebalance callback and the async
+//! side, and the rdkafka [`ConsumerContext`] that handles rebalances.
+
+use std::collections::{HashMap, HashSet};
+use std::mem;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info, warn};
+use tributary_core::{RawRecord, ResumeAt, SourceBatch, SourceEvent, TopicPartition};
+
+use crate::ack::{self, Answer};
+use crate::error::PollFailure;
+
+/// Locks a mutex, ignoring poisoning: every critical section here leaves
+/// the data consistent, and a panicking poll thread is reported separately.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Records polled but not yet handed to the runtime, grouped per partition.
+#[derive(Default)]
+pub(crate) struct Gather {
+    batches: Vec<SourceBatch>,
+    /// Index of the batch the previous record went to (records come in
+    /// runs of one partition, so this is usually the right one).
+    last: usize,
+    records: usize,
+    /// Interned topic names, so that a record costs no allocation for them.
+    topics: HashSet<Arc<str>>,
+}
+
+impl Gather {
+    /// Copies a polled message into the batch of its partition.
+    pub(crate) fn push(&mut self, msg: &BorrowedMessage<'_>) {
+        let topic = msg.topic();
+        let partition = msg.partition();
+        let hit =
+            |b: &SourceBatch| b.partition.partition == partition && &*b.partition.topic == topic;
+        let index = match self.batches.get(self.last) {
+            Some(b) if hit(b) => self.last,
+            _ => match self.batches.iter().position(hit) {
+                Some(i) => i,
+                None => {
+                    let topic = match self.topics.get(topic) {
+                        Some(t) => t.clone(),
+                        None => {
+                            let t: Arc<str> = Arc::from(topic);
+                            self.topics.insert(t.clone());
+                            t
+                        }
+                    };
+                    self.batches.push(SourceBatch {
+                        partition: TopicPartition { topic, partition },
+                        records: Vec::new(),
+                    });
+                    self.batches.len() - 1
+                }
+            },
+        };
+        self.last = index;
+        let batch = &mut self.batches[index];
+        debug_assert!(batch.last_offset().is_none_or(|o| o < msg.offset()));
+        batch.records.push(RawRecord {
+            offset: msg.offset(),
+            timestamp_ms: msg.timestamp().to_millis(),
+            key: msg.key().map(Bytes::copy_from_slice),
+            payload: msg.payload().map(Bytes::copy_from_slice),
+        });
+        self.records += 1;
+    }
+
+    /// Number of records gathered.
+    pub(crate) fn len(&self) -> usize {
+        self.records
+    }
+
+    /// Takes all gathered batches.
+    fn take(&mut self) -> Vec<SourceBatch> {
+        self.records = 0;
+        self.last = 0;
+        mem::take(&mut self.batches)
+    }
+
+    /// Drops the gathered records of partitions matching `pred`.
+    fn discard(&mut self, pred: impl Fn(&TopicPartition) -> bool) {
+        self.batches.retain(|b| !pred(&b.partition));
+        self.records = self.batches.iter().map(|b| b.records.len()).sum();
+        self.last = 0;
+    }
+}
+
+/// State shared by the poll thread (and the rebalance callback it runs)
+/// and the async side of the source.
+pub(crate) struct Shared {
+    /// Where events go. Taken (closing the channel) when the poll thread exits.
+    events: Mutex<Option<mpsc::Sender<SourceEvent>>>,
+    /// Partitions this consumer currently reads and may commit.
+    assigned: Mutex<HashSet<TopicPartition>>,
+    /// Records polled but not yet sent.
+    pending: Mutex<Gather>,
+    /// Set by `close`: the rebalance callback then sends nothing and waits for nothing.
+    closing: AtomicBool,
+    /// Why the poll thread stopped, if it failed.
+    failure: Mutex<Option<PollFailure>>,
+    /// Longest the rebalance callback waits for the runtime's answer.
+    ack_timeout: Duration,
+}
+
+impl Shared {
+    pub(crate) fn new(events: mpsc::Sender<SourceEvent>, ack_timeout: Duration) -> Self {
+        Self {
+            events: Mutex::new(Some(events)),
+            assigned: Mutex::new(HashSet::new()),
+            pending: Mutex::new(Gather::default()),
+            closing: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            ack_timeout,
+        }
+    }
+
+    /// Sends an event, blocking while the channel is full (backpressure).
+    /// Returns false when nobody receives any more.
+    pub(crate) fn send(&self, event: SourceEvent) -> bool {
+        // Clone the sender so that no lock is held while blocked.
+        let Some(tx) = lock(&self.events).clone() else {
+            return false;
+        };
+        tx.blocking_send(event).is_ok()
+    }
+
+    /// Closes the event channel (after the events already in it are received).
+    pub(crate) fn close_channel(&self) {
+        lock(&self.events).take();
+    }
+
+    /// The batch under construction.
+    pub(crate) fn pending(&self) -> MutexGuard<'_, Gather> {
+        lock(&self.pending)
+    }
+
+    /// Sends the gathered records of assigned partitions as one
+    /// [`SourceEvent::Records`]. Returns false when nobody receives any more.
+    pub(crate) fn flush(&self) -> bool {
+        let mut batches = self.pending().take();
+        if batches.is_empty() {
+            return true;
+        }
+        {
+            let assigned = lock(&self.assigned);
+            batches.retain(|b| {
+                let keep = assigned.contains(&b.partition);
+                if !keep {
+                    warn!(partition = %b.partition, records = b.records.len(), "Dropped records of a partition this consumer no longer holds.");
+                }
+                keep
+            });
+        }
+        batches.is_empty() || self.send(SourceEvent::Records(batches))
+    }
+
+    /// Drops gathered records of one partition (a seek makes them stale).
+    pub(crate) fn discard_pending(&self, partition: &TopicPartition) {
+        self.pending().discard(|p| p == partition);
+    }
+
+    pub(crate) fn is_assigned(&self, partition: &TopicPartition) -> bool {
+        lock(&self.assigned).contains(partition)
+    }
+
+    /// Splits commit offsets into those of assigned partitions and the others.
+    pub(crate) fn split_owned(
+        &self,
+        offsets: &[(TopicPartition, i64)],
+    ) -> (Vec<(TopicPartition, i64)>, Vec<TopicPartition>) {
+        let assigned = lock(&self.assigned);
+        let mut owned = Vec::with_capacity(offsets.len());
+        let mut foreign = Vec::new();
+        for (tp, offset) in offsets {
+            if assigned.contains(tp) {
+                owned.push((tp.clone(), *offset));
+            } else {
+                foreign.push(tp.clone());
+            }
+        }
+        (owned, foreign)
+    }
+
+    /// Partitions currently assigned, sorted.
+    pub(crate) fn assignment(&self) -> Vec<TopicPartition> {
+        let mut v: Vec<_> = lock(&self.assigned).iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    fn forget(&self, partitions: &[TopicPartition]) {
+        let mut assigned = lock(&self.assigned);
+        for p in partitions {
+            assigned.remove(p);
+        }
+    }
+
+    pub(crate) fn start_closing(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Records the first failure; the poll thread stops at its next check.
+    pub(crate) fn fail(&self, failure: PollFailure) {
+        error!(error = %failure, "Kafka source failed.");
+        let mut slot = lock(&self.failure);
+        if slot.is_none() {
+            *slot = Some(failure);
+        }
+    }
+
+    pub(crate) fn failure(&self) -> Option<PollFailure> {
+        lock(&self.failure).clone()
+    }
+
+    /// Whether the poll thread must stop (closing or failed).
+    pub(crate) fn stopped(&self) -> bool {
+        self.is_closing() || lock(&self.failure).is_some()
+    }
+}
+
+/// The rdkafka context of the consumer: routes librdkafka's logs to
+/// `tracing` and turns rebalances into [`SourceEvent`]s.
+pub(crate) struct SourceContext {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl ClientContext for SourceContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                error!(target: "librdkafka", facility = fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                warn!(target: "librdkafka", facility = fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                info!(target: "librdkafka", facility = fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Debug => debug!(target: "librdkafka", facility = fac, "{log_message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // librdkafka retries by itself; fatal errors surface through poll.
+        warn!(target: "librdkafka", error = %error, reason, "librdkafka reported an error.");
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.on_assign(consumer, tpl, cooperative)
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.on_revoke(consumer, tpl, cooperative)
+            }
+            other => {
+                // librdkafka documents only the two codes above; treat anything
+                // else as the loss of everything held.
+                let partitions = self.shared.assignment();
+                error!(error = ?other, partitions = ?partitions, "Unexpected rebalance event; dropping the assignment.");
+                self.lose(&partitions);
+                unassign(consumer, tpl, cooperative);
+            }
+        }
+    }
+}
+
+impl SourceContext {
+    fn on_assign(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+        cooperative: bool,
+    ) {
+        let shared = &self.shared;
+        let partitions = partitions_of(tpl);
+        if shared.stopped() {
+            debug!(partitions = ?partitions, "Assignment ignored: the source is stopping.");
+            return;
+        }
+        // Keep event order: whatever was gathered goes out first.
+        shared.flush();
+        info!(partitions = ?partitions, "Partitions assigned; waiting for resume positions.");
+        let (ack, rx) = oneshot::channel();
+        let event = SourceEvent::Assigned {
+            partitions: partitions.clone(),
+            ack,
+        };
+        if !shared.send(event) {
+            return;
+        }
+        let positions = match ack::wait(rx, shared.ack_timeout, &shared.closing) {
+            Answer::Given(positions) => positions,
+            Answer::Closing => return,
+            Answer::Dropped if shared.is_closing() => return,
+            Answer::Dropped => {
+                shared.fail(PollFailure::AssignAckDropped { partitions });
+                return;
+            }
+            Answer::TimedOut => {
+                shared.fail(PollFailure::AssignAckTimeout {
+                    partitions,
+                    timeout: shared.ack_timeout,
+                });
+                return;
+            }
+        };
+        let positions: HashMap<TopicPartition, ResumeAt> = positions.into_iter().collect();
+        let mut resolved = Vec::with_capacity(partitions.len());
+        for tp in &partitions {
+            let offset = match positions.get(tp) {
+                Some(ResumeAt::Offset(o)) if *o >= 0 => Offset::Offset(*o),
+                Some(ResumeAt::Offset(o)) => {
+                    warn!(partition = %tp, offset = o, "Negative resume offset; using the group's committed offset.");
+                    Offset::Stored
+                }
+                Some(ResumeAt::Default) => Offset::Stored,
+                None => {
+                    warn!(partition = %tp, "No resume position given; using the group's committed offset.");
+                    Offset::Stored
+                }
+            };
+            if let Err(e) = tpl.set_partition_offset(&tp.topic, tp.partition, offset) {
+                shared.fail(PollFailure::Assign {
+                    partitions: partitions.clone(),
+                    source: e,
+                });
+                return;
+            }
+            resolved.push((tp.clone(), offset));
+        }
+        lock(&shared.assigned).extend(partitions.iter().cloned());
+        let result = if cooperative {
+            consumer.incremental_assign(tpl)
+        } else {
+            consumer.assign(tpl)
+        };
+        match result {
+            Ok(()) => info!(positions = ?resolved, "Partitions assigned."),
+            Err(e) => {
+                shared.forget(&partitions);
+                shared.fail(PollFailure::Assign {
+                    partitions,
+                    source: e,
+                });
+            }
+        }
+    }
+
+    fn on_revoke(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+        cooperative: bool,
+    ) {
+        let shared = &self.shared;
+        let partitions = partitions_of(tpl);
+        if shared.is_closing() {
+            debug!(partitions = ?partitions, "Partitions released while closing.");
+            shared.forget(&partitions);
+            shared.pending().discard(|p| partitions.contains(p));
+        } else if consumer.assignment_lost() {
+            self.lose(&partitions);
+        } else {
+            // Deliver what was gathered so that the runtime can land it
+            // before it acknowledges.
+            shared.flush();
+            info!(partitions = ?partitions, "Partitions revoked; waiting for the runtime to land and commit them.");
+            let (ack, rx) = oneshot::channel();
+            let event = SourceEvent::Revoked {
+                partitions: partitions.clone(),
+                ack,
+            };
+            if shared.send(event) {
+                match ack::wait(rx, shared.ack_timeout, &shared.closing) {
+                    Answer::Given(()) => {
+                        info!(partitions = ?partitions, "Revocation acknowledged.")
+                    }
+                    Answer::Closing => {}
+                    Answer::Dropped if shared.is_closing() => {}
+                    Answer::Dropped => shared.fail(PollFailure::RevokeAckDropped {
+                        partitions: partitions.clone(),
+                    }),
+                    Answer::TimedOut => shared.fail(PollFailure::RevokeAckTimeout {
+                        partitions: partitions.clone(),
+                        timeout: shared.ack_timeout,
+                    }),
+                }
+            }
+            shared.forget(&partitions);
+            shared.pending().discard(|p| partitions.contains(p));
+        }
+        unassign(consumer, tpl, cooperative);
+    }
+
+    /// Partitions taken away without a chance to commit: forget them first
+    /// (commits are refused from now on), drop their gathered records, tell
+    /// the runtime without waiting.
+    fn lose(&self, partitions: &[TopicPartition]) {
+        let shared = &self.shared;
+        shared.forget(partitions);
+        shared.pending().discard(|p| partitions.contains(p));
+        shared.flush();
+        warn!(partitions = ?partitions, "Partitions lost (session expired or fenced); their buffers must be dropped.");
+        if !shared.is_closing() {
+            shared.send(SourceEvent::Lost(partitions.to_vec()));
+        }
+    }
+}
+
+fn unassign(consumer: &BaseConsumer<SourceContext>, tpl: &TopicPartitionList, cooperative: bool) {
+    let result = if cooperative {
+        consumer.incremental_unassign(tpl)
+    } else {
+        consumer.unassign()
+    };
+    if let Err(e) = result {
+        error!(error = %e, "Unassigning partitions failed.");
+    }
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    let mut v: Vec<TopicPartition> = tpl
+        .elements()
+        .iter()
+        .map(|e| TopicPartition::new(e.topic(), e.partition()))
+        .collect();
+    v.sort();
+    v
+}
