@@ -126,7 +126,7 @@ fn outcome(
     if let Some((_, code)) = fenced.first() {
         return Err(SourceError::Fenced {
             partitions: fenced.iter().map(|(tp, _)| tp.clone()).collect(),
-            reason: format!("offset commit refused: {code} ({code:?})"),
+            reason: format!("offset commit refused: {code}"),
         });
     }
     let code = failed[0].1;

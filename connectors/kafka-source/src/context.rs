@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::mem;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -110,6 +110,9 @@ pub(crate) struct Shared {
     pending: Mutex<Gather>,
     /// Set by `close`: the rebalance callback then sends nothing and waits for nothing.
     closing: AtomicBool,
+    /// Bumped by every rebalance before its event is sent, so that a seek
+    /// requested before the runtime saw the rebalance can be recognised as stale.
+    epoch: AtomicU64,
     /// Why the poll thread stopped, if it failed.
     failure: Mutex<Option<PollFailure>>,
     /// Longest the rebalance callback waits for the runtime's answer.
@@ -123,6 +126,7 @@ impl Shared {
             assigned: Mutex::new(HashSet::new()),
             pending: Mutex::new(Gather::default()),
             closing: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
             failure: Mutex::new(None),
             ack_timeout,
         }
@@ -209,6 +213,15 @@ impl Shared {
         }
     }
 
+    /// The current rebalance epoch.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn next_epoch(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
     pub(crate) fn start_closing(&self) {
         self.closing.store(true, Ordering::Release);
     }
@@ -289,7 +302,7 @@ impl ConsumerContext for SourceContext {
                 // librdkafka documents only the two codes above; treat anything
                 // else as the loss of everything held.
                 let partitions = self.shared.assignment();
-                error!(error = ?other, partitions = ?partitions, "Unexpected rebalance event; dropping the assignment.");
+                error!(error = ?other, partitions = %list(&partitions), "Unexpected rebalance event; dropping the assignment.");
                 self.lose(&partitions);
                 unassign(consumer, tpl, cooperative);
             }
@@ -307,12 +320,19 @@ impl SourceContext {
         let shared = &self.shared;
         let partitions = partitions_of(tpl);
         if shared.stopped() {
-            debug!(partitions = ?partitions, "Assignment ignored: the source is stopping.");
+            debug!(partitions = %list(&partitions), "Assignment ignored: the source is stopping.");
+            return;
+        }
+        shared.next_epoch();
+        if partitions.is_empty() {
+            // Nothing to ask the runtime about (more members than partitions).
+            info!("Joined the group with no partitions assigned.");
+            assign(consumer, tpl, cooperative, shared, partitions, Vec::new());
             return;
         }
         // Keep event order: whatever was gathered goes out first.
         shared.flush();
-        info!(partitions = ?partitions, "Partitions assigned; waiting for resume positions.");
+        info!(partitions = %list(&partitions), "Partitions assigned; waiting for resume positions.");
         let (ack, rx) = oneshot::channel();
         let event = SourceEvent::Assigned {
             partitions: partitions.clone(),
@@ -359,24 +379,12 @@ impl SourceContext {
                 });
                 return;
             }
-            resolved.push((tp.clone(), offset));
+            resolved.push(match offset {
+                Offset::Offset(o) => format!("{tp}@{o}"),
+                _ => format!("{tp}@committed"),
+            });
         }
-        lock(&shared.assigned).extend(partitions.iter().cloned());
-        let result = if cooperative {
-            consumer.incremental_assign(tpl)
-        } else {
-            consumer.assign(tpl)
-        };
-        match result {
-            Ok(()) => info!(positions = ?resolved, "Partitions assigned."),
-            Err(e) => {
-                shared.forget(&partitions);
-                shared.fail(PollFailure::Assign {
-                    partitions,
-                    source: e,
-                });
-            }
-        }
+        assign(consumer, tpl, cooperative, shared, partitions, resolved);
     }
 
     fn on_revoke(
@@ -387,8 +395,11 @@ impl SourceContext {
     ) {
         let shared = &self.shared;
         let partitions = partitions_of(tpl);
-        if shared.is_closing() {
-            debug!(partitions = ?partitions, "Partitions released while closing.");
+        shared.next_epoch();
+        if partitions.is_empty() {
+            // Nothing held, nothing to land.
+        } else if shared.is_closing() {
+            debug!(partitions = %list(&partitions), "Partitions released while closing.");
             shared.forget(&partitions);
             shared.pending().discard(|p| partitions.contains(p));
         } else if consumer.assignment_lost() {
@@ -397,7 +408,7 @@ impl SourceContext {
             // Deliver what was gathered so that the runtime can land it
             // before it acknowledges.
             shared.flush();
-            info!(partitions = ?partitions, "Partitions revoked; waiting for the runtime to land and commit them.");
+            info!(partitions = %list(&partitions), "Partitions revoked; waiting for the runtime to land and commit them.");
             let (ack, rx) = oneshot::channel();
             let event = SourceEvent::Revoked {
                 partitions: partitions.clone(),
@@ -406,7 +417,7 @@ impl SourceContext {
             if shared.send(event) {
                 match ack::wait(rx, shared.ack_timeout, &shared.closing) {
                     Answer::Given(()) => {
-                        info!(partitions = ?partitions, "Revocation acknowledged.")
+                        info!(partitions = %list(&partitions), "Revocation acknowledged.")
                     }
                     Answer::Closing => {}
                     Answer::Dropped if shared.is_closing() => {}
@@ -430,14 +441,53 @@ impl SourceContext {
     /// the runtime without waiting.
     fn lose(&self, partitions: &[TopicPartition]) {
         let shared = &self.shared;
+        shared.next_epoch();
         shared.forget(partitions);
         shared.pending().discard(|p| partitions.contains(p));
         shared.flush();
-        warn!(partitions = ?partitions, "Partitions lost (session expired or fenced); their buffers must be dropped.");
+        warn!(partitions = %list(partitions), "Partitions lost (session expired or fenced); their buffers must be dropped.");
         if !shared.is_closing() {
             shared.send(SourceEvent::Lost(partitions.to_vec()));
         }
     }
+}
+
+/// Records the partitions as held and hands the (offset-resolved) list to
+/// librdkafka.
+fn assign(
+    consumer: &BaseConsumer<SourceContext>,
+    tpl: &TopicPartitionList,
+    cooperative: bool,
+    shared: &Shared,
+    partitions: Vec<TopicPartition>,
+    resolved: Vec<String>,
+) {
+    lock(&shared.assigned).extend(partitions.iter().cloned());
+    let result = if cooperative {
+        consumer.incremental_assign(tpl)
+    } else {
+        consumer.assign(tpl)
+    };
+    match result {
+        Ok(()) if resolved.is_empty() => {}
+        Ok(()) => info!(positions = %resolved.join(", "), "Partitions assigned."),
+        Err(e) => {
+            shared.forget(&partitions);
+            shared.fail(PollFailure::Assign {
+                partitions,
+                source: e,
+            });
+        }
+    }
+}
+
+/// `topic/partition` names, comma-separated, for logs.
+pub(crate) fn list(partitions: &[TopicPartition]) -> String {
+    partitions
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn unassign(consumer: &BaseConsumer<SourceContext>, tpl: &TopicPartitionList, cooperative: bool) {

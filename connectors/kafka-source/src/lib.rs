@@ -11,14 +11,15 @@
 //! worker) and shared through an `Arc` with the async side:
 //!
 //! ```text
-//!             poll thread                                   async side (runtime task)
-//!  ┌──────────────────────────────────┐   bounded mpsc     ┌───────────────────────────┐
-//!  │ poll() until max_poll_records or │ ── SourceEvent ──▶ │ next()                    │
-//!  │ poll_timeout; group per partition│   (blocking_send:  │                           │
-//!  │ rebalance callback (runs inside  │    backpressure)   │ commit() ─ spawn_blocking │
-//!  │ poll) blocks on the runtime's ack│ ◀── ack oneshot ── │   └ sync commit on the    │
-//!  │ seek commands between polls      │ ◀── std mpsc ───── │ seek()      shared consumer│
-//!  └──────────────────────────────────┘                    └───────────────────────────┘
+//!            poll thread                                 async side (runtime task)
+//! ┌───────────────────────────────────┐  bounded mpsc   ┌────────────────────────────┐
+//! │ poll() until max_poll_records or  │ ─SourceEvent─▶  │ next()                     │
+//! │ poll_timeout; group per partition │ (blocking_send: │                            │
+//! │                                   │  backpressure)  │ commit(): spawn_blocking,  │
+//! │ rebalance callback (inside poll)  │ ◀─ack oneshot─  │   sync commit on the       │
+//! │ blocks on the runtime's answer    │                 │   shared consumer          │
+//! │ seeks between polls               │ ◀─std mpsc────  │ seek()                     │
+//! └───────────────────────────────────┘                 └────────────────────────────┘
 //! ```
 //!
 //! A slow pipeline fills the channel and stops the poll thread; librdkafka
@@ -109,10 +110,12 @@ impl Default for SourceTuning {
 
 /// A Kafka consumer-group source. See the [crate documentation](crate).
 pub struct KafkaSource {
+    // Dropped first (fields drop in order): a source dropped without
+    // `close` stops its poll thread before anything else goes.
+    control: Control,
     consumer: Arc<BaseConsumer<SourceContext>>,
     shared: Arc<Shared>,
     events: mpsc::Receiver<SourceEvent>,
-    control: Control,
     thread: Option<JoinHandle<()>>,
     done: Option<oneshot::Receiver<()>>,
     close_timeout: Duration,
@@ -313,6 +316,7 @@ impl Source for KafkaSource {
             .send(Command::Seek {
                 partition: partition.clone(),
                 offset,
+                epoch: self.shared.epoch(),
             })
             .map_err(|_| {
                 self.shared
@@ -335,15 +339,26 @@ impl Source for KafkaSource {
         // Unblocks a poll thread waiting for room in the channel, and drops
         // unanswered acks.
         drop(events);
-        // The poll thread (or, if it already ended, this blocking task) drops
+        // The poll thread (or, if it already ended, this helper thread) drops
         // the last reference: librdkafka then revokes, commits nothing, and
-        // leaves the group. That can block, so not on a runtime worker.
-        let dropper = tokio::task::spawn_blocking(move || drop(consumer));
+        // leaves the group. That can block, so not on a runtime worker, and
+        // not on the blocking pool either (a runtime waits for that at
+        // shutdown): a detached thread does not hold the process up.
+        let (dropped_tx, dropped) = oneshot::channel::<()>();
+        let dropper = std::thread::Builder::new()
+            .name("kafka-close".into())
+            .spawn(move || {
+                drop(consumer);
+                let _ = dropped_tx.send(());
+            });
+        if let Err(e) = &dropper {
+            warn!(error = %e, "Could not start a thread to close the consumer.");
+        }
         let wait = async {
             if let Some(done) = done {
                 let _ = done.await;
             }
-            let _ = dropper.await;
+            let _ = dropped.await;
         };
         match tokio::time::timeout(close_timeout, wait).await {
             Ok(()) => {

@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use tributary_core::{SourceEvent, TopicPartition};
 
 use crate::context::{Shared, SourceContext};
@@ -20,7 +20,7 @@ use crate::error::PollFailure;
 const SEEK_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a seek is retried while the partition is not fetching yet
 /// (just assigned: its start offset is still being looked up).
-const SEEK_RETRY_FOR: Duration = Duration::from_secs(30);
+const SEEK_RETRY_FOR: Duration = Duration::from_secs(10);
 const SEEK_RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 /// What the async side asks the poll thread to do.
@@ -30,6 +30,8 @@ pub(crate) enum Command {
     Seek {
         partition: TopicPartition,
         offset: i64,
+        /// Rebalance epoch when the runtime asked.
+        epoch: u64,
     },
     /// Leave the loop.
     Stop,
@@ -69,8 +71,12 @@ pub(crate) fn run(
         loop {
             loop {
                 match commands.try_recv() {
-                    Ok(Command::Seek { partition, offset }) => {
-                        if let Err(failure) = seek(consumer, shared, partition, offset) {
+                    Ok(Command::Seek {
+                        partition,
+                        offset,
+                        epoch,
+                    }) => {
+                        if let Err(failure) = seek(consumer, shared, partition, offset, epoch) {
                             shared.fail(failure);
                         }
                     }
@@ -116,7 +122,14 @@ fn seek(
     shared: &Shared,
     partition: TopicPartition,
     offset: i64,
+    epoch: u64,
 ) -> Result<(), PollFailure> {
+    if epoch != shared.epoch() {
+        // A rebalance happened after the runtime asked; the runtime has since
+        // been told (Revoked/Lost/Assigned) and chose positions afresh.
+        info!(partition = %partition, offset, "Seek dropped: a rebalance happened since it was requested.");
+        return Ok(());
+    }
     if !shared.is_assigned(&partition) {
         // Revoked or lost since the runtime asked; it has been told so.
         warn!(partition = %partition, offset, "Seek ignored: the partition is not assigned to this consumer.");
