@@ -19,9 +19,14 @@ const PARTITIONS: i32 = 3;
 /// total (nothing landed twice).
 fn exactly_once_through_sigterm_and_kill9(target: Target<'_>) {
     let kafka = MockKafka::start(&[("orders", PARTITIONS)]);
-    // 20,000 records/s: production overlaps all three runs, and stays far
-    // under the mock broker's 5 MiB-per-partition cap (~80-byte records).
-    let producer = kafka.produce_in_background("orders", TOTAL, RecordKind::Small, Some(20_000));
+    // 5,000 records/s: production (20 s) overlaps all three runs, and the
+    // topic stays far under the mock broker's 5 MiB-per-partition cap
+    // (~80-byte records).
+    let rate = std::env::var("E2E_PRODUCE_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5_000);
+    let producer = kafka.produce_in_background("orders", TOTAL, RecordKind::Small, Some(rate));
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),
@@ -60,11 +65,20 @@ fn exactly_once_through_sigterm_and_kill9(target: Target<'_>) {
     w.kill9();
     let after_kill = progress.rows();
 
+    assert!(
+        after_kill < TOTAL,
+        "run 2 should be killed mid-way, landed {after_kill}"
+    );
+
     // Run 3: finish.
+    let assigned = progress.assigned.load(std::sync::atomic::Ordering::SeqCst);
+    let mut w = Worker::start(&config, &env, progress.clone());
     let ids = producer.join();
     assert_eq!(ids, 0..TOTAL);
-    let mut w = Worker::start(&config, &env, progress.clone());
     wait_landed(&mut w, &progress, TOTAL, Duration::from_secs(180));
+    tributary_testkit::wait_for(Duration::from_secs(60), "run 3 to be assigned", || {
+        (progress.assigned.load(std::sync::atomic::Ordering::SeqCst) > assigned).then_some(())
+    });
     w.signal(libc::SIGTERM);
     let status = w.wait(Duration::from_secs(60));
     assert!(

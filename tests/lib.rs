@@ -19,6 +19,8 @@ pub struct Progress {
     pub landings: AtomicU64,
     /// Landings that failed or lost a race.
     pub failed: AtomicU64,
+    /// "Partition assigned." events.
+    pub assigned: AtomicU64,
     /// The last lines of stderr, for failure messages.
     pub tail: Mutex<Vec<String>>,
 }
@@ -45,6 +47,9 @@ impl Progress {
                 let rows = v.get("rows").and_then(|r| r.as_u64()).unwrap_or(0);
                 self.landed_rows.fetch_add(rows, Ordering::SeqCst);
                 self.landings.fetch_add(1, Ordering::SeqCst);
+            }
+            Some("Partition assigned.") => {
+                self.assigned.fetch_add(1, Ordering::SeqCst);
             }
             Some(m) if m.starts_with("Landing failed") => {
                 self.failed.fetch_add(1, Ordering::SeqCst);
@@ -75,7 +80,7 @@ impl Worker {
             .arg("--log-format")
             .arg("json")
             .arg("--log")
-            .arg("info")
+            .arg(std::env::var("E2E_WORKER_LOG").unwrap_or_else(|_| "info".into()))
             .current_dir(tributary_testkit::workspace_root())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -27,6 +27,7 @@ pub async fn demo(out: &Path, records: u64) -> anyhow::Result<()> {
     if records == 0 {
         bail!("--records must be at least 1");
     }
+    let interrupted = run::signal();
     let out = prepare_dir(out)?;
     // The mock broker keeps at most 5 MiB per partition: spread large demos wider.
     let partitions = (records.div_ceil(40_000)).clamp(3, 64) as i32;
@@ -102,7 +103,7 @@ pub async fn demo(out: &Path, records: u64) -> anyhow::Result<()> {
         let limit = Duration::from_secs(120) + Duration::from_millis(produced / 5);
         tokio::select! {
             _ = done => {}
-            _ = run::signal() => {}
+            _ = interrupted => {}
             _ = tokio::time::sleep(limit) => tracing::error!(limit = ?limit, "Demo did not land every record in time."),
         }
     };

@@ -137,11 +137,12 @@ pub async fn signal() {
 
 /// `tributary run`.
 pub async fn run(path: &Path) -> anyhow::Result<()> {
+    let stop = signal();
     let config = load_checked(path, Path::new("."))
         .with_context(|| format!("{} is not valid", path.display()))?;
     info!(worker = %config.worker.id, pipelines = config.pipelines.len(), "Worker starting.");
     let pipelines = build(&config)?;
-    let statuses = run_pipelines(pipelines, config.worker.shutdown_timeout.0, signal()).await?;
+    let statuses = run_pipelines(pipelines, config.worker.shutdown_timeout.0, stop).await?;
     for s in statuses {
         info!(
             pipeline = %s.name,
