@@ -143,28 +143,86 @@ impl Drop for Worker {
     }
 }
 
-/// Waits until `progress` reports at least `rows` landed rows, failing early
-/// if the worker exits.
-pub fn wait_landed(worker: &mut Worker, progress: &Progress, rows: u64, timeout: Duration) {
+/// Counts the rows the lake's commit log says are landed. Used only to know
+/// when to act (a worker can be killed between its commit and its log line, so
+/// logs undercount); the verdict comes from pyarrow and DuckDB.
+pub struct LakeCounter {
+    lake: tributary_lake::Lake,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl LakeCounter {
+    /// Opens the lake of `target`.
+    pub fn new(target: &Target<'_>) -> LakeCounter {
+        let storage = match target {
+            Target::Local(_) => tributary_config::StorageConfig::default(),
+            Target::S3 { server, .. } => tributary_config::StorageConfig {
+                endpoint: Some(server.endpoint()),
+                region: Some(server.region().into()),
+                access_key_id: Some(server.access_key().into()),
+                secret_access_key: Some(tributary_config::Secret::new(server.secret_key())),
+                path_style: Some(true),
+                allow_http: Some(true),
+                ..Default::default()
+            },
+        };
+        LakeCounter {
+            lake: tributary_lake::Lake::open(&target.url(), &storage).expect("opening the lake"),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// Rows in committed ranges, or `None` if the lake could not be read just now.
+    pub fn rows(&self) -> Option<u64> {
+        self.runtime.block_on(async {
+            let mut rows = 0;
+            for tp in self.lake.partitions().await.ok()? {
+                rows += self
+                    .lake
+                    .commits(&tp)
+                    .await
+                    .ok()?
+                    .iter()
+                    .map(|c| c.rows)
+                    .sum::<u64>();
+            }
+            Some(rows)
+        })
+    }
+}
+
+/// Waits until the lake holds at least `rows` landed rows, failing early if
+/// the worker exits.
+pub fn wait_landed(
+    worker: &mut Worker,
+    lake: &LakeCounter,
+    progress: &Progress,
+    rows: u64,
+    timeout: Duration,
+) -> u64 {
     let reached = try_wait_for(timeout, || {
-        if progress.rows() >= rows {
-            return Some(true);
+        if let Some(n) = lake.rows().filter(|n| *n >= rows) {
+            return Some(n);
         }
         if let Some(status) = worker.exited() {
             panic!(
-                "tributary exited with {status} after {} of {rows} rows; log tail:\n{}",
-                progress.rows(),
+                "tributary exited with {status} after {:?} of {rows} rows; log tail:\n{}",
+                lake.rows(),
                 progress.tail()
             );
         }
         None
     });
-    if reached.is_none() {
-        panic!(
-            "timed out after {timeout:?}: {} of {rows} rows landed; log tail:\n{}",
-            progress.rows(),
+    match reached {
+        Some(n) => n,
+        None => panic!(
+            "timed out after {timeout:?}: {:?} of {rows} rows landed; log tail:\n{}",
+            lake.rows(),
             progress.tail()
-        );
+        ),
     }
 }
 
