@@ -137,17 +137,32 @@ impl Sink for ParquetSink {
                 debug!(partition = %tp, last_offset = batch.last_offset, next, "Dropped a batch that is already landed.");
                 return Ok(());
             }
-        }
-        let buffer = match self.buffers.get_mut(&tp) {
-            Some(b) => b,
-            None => {
-                let start = next.unwrap_or(batch.first_offset);
-                self.buffers
-                    .entry(tp.clone())
-                    .or_insert_with(|| PartitionBuffer::new(start, Instant::now()))
+            if batch.first_offset < next {
+                // Its records before `next` are in a committed file already:
+                // buffering them would land them twice.
+                return Err(SinkError::Encode {
+                    partition: tp,
+                    first_offset: batch.first_offset,
+                    last_offset: batch.last_offset,
+                    message: format!(
+                        "the batch reaches back into the landed range, which ends at {}",
+                        next - 1
+                    ),
+                });
             }
-        };
-        buffer.append(batch, self.template.as_deref(), &self.props)
+        }
+        let created = !self.buffers.contains_key(&tp);
+        let start = next.unwrap_or(batch.first_offset);
+        let buffer = self
+            .buffers
+            .entry(tp.clone())
+            .or_insert_with(|| PartitionBuffer::new(start, Instant::now()));
+        let result = buffer.append(batch, self.template.as_deref(), &self.props);
+        if result.is_err() && created {
+            // Leave no empty buffer behind: it would come due and fail to land.
+            self.buffers.remove(&tp);
+        }
+        result
     }
 
     fn due(&self, now: Instant) -> Vec<TopicPartition> {

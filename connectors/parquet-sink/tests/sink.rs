@@ -827,9 +827,12 @@ async fn a_batch_reaching_back_into_the_landed_range_is_an_encode_error() {
     write(&mut sink, rows(&tp, 0, 10, H0)).await;
     landed(land_one(&mut sink, &tp).await);
 
-    // Offsets 5..=9 are landed already: buffering them again would land
-    // them twice.
-    expect_encode(sink.write(rows(&tp, 5, 10, H0)).await, 5, 14, "landed");
+    // Offsets 5..=9 are landed already: buffering the records at 5, 6 and
+    // 7 again would land them twice (the batch then runs to 14 with no
+    // records, as after compaction).
+    let mut straddling = rows(&tp, 5, 3, H0);
+    straddling.last_offset = 14;
+    expect_encode(sink.write(straddling).await, 5, 14, "landed");
     assert!(sink.buffered().is_empty());
     // Fully landed: dropped. Continuing: buffered.
     write(&mut sink, rows(&tp, 0, 10, H0)).await;
