@@ -222,3 +222,174 @@ fn validate_accepts_shipped_configs_and_names_the_wrong_key() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("pipelines.0.sink.url"));
 }
+
+/// Runs `tributary verify` with `args` in the workspace root; returns the
+/// exit code and, with `--json`, the parsed document (else stdout as a string).
+fn verify(args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let out = Command::new(bin_path("tributary"))
+        .arg("verify")
+        .args(args)
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let doc = if args.contains(&"--json") {
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("verify --json printed no JSON ({e}): {stdout}\n{stderr}"))
+    } else {
+        serde_json::Value::Null
+    };
+    (out.status.code(), doc, format!("{stdout}\n{stderr}"))
+}
+
+#[test]
+fn verify_finds_a_demo_lake_consistent_and_names_a_corrupt_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let demo = Command::new(bin_path("tributary"))
+        .args(["demo", "--records", "2000", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+    let url = format!("file://{}", out.display());
+
+    let (code, doc, output) = verify(&["--url", &url, "--json"]);
+    assert_eq!(code, Some(0), "{output}");
+    assert_eq!(doc["status"], "consistent", "{doc:#}");
+    assert_eq!(doc["consistent"], true);
+    assert_eq!(doc["violations"], 0);
+    assert_eq!(doc["checked"]["checksums"], true);
+    let lake = &doc["lakes"][0];
+    assert_eq!(lake["url"], url.as_str());
+    let totals = &lake["totals"];
+    assert_eq!(
+        totals["rows"].as_u64().unwrap() + totals["dead_lettered"].as_u64().unwrap(),
+        2000,
+        "{totals}"
+    );
+    assert_eq!(totals["orphans"], 0);
+    let (code, _, output) = verify(&["--url", &url]);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("CONSISTENT: 0 violations"), "{output}");
+
+    // Corrupt one committed file in place (same size).
+    let victim = first_parquet_file(&out);
+    let relative = victim
+        .strip_prefix(&out)
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&victim, &bytes).unwrap();
+
+    let (code, doc, output) = verify(&["--url", &url, "--json"]);
+    assert_eq!(code, Some(1), "{output}");
+    assert_eq!(doc["status"], "inconsistent");
+    assert_eq!(doc["violations"], 1, "{doc:#}");
+    let findings: Vec<&serde_json::Value> = doc["lakes"][0]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["findings"].as_array().unwrap())
+        .collect();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0]["kind"], "checksum_mismatch");
+    assert_eq!(findings[0]["path"], relative.as_str());
+    assert_eq!(findings[0]["topic"], "orders");
+    let (code, _, output) = verify(&["--url", &url]);
+    assert_eq!(code, Some(1), "{output}");
+    assert!(output.contains(&relative), "{output}");
+    // Without reading contents only sizes are compared: this corruption passes.
+    let (code, _, output) = verify(&["--url", &url, "--no-checksums"]);
+    assert_eq!(code, Some(0), "{output}");
+    // A lake that does not exist cannot be checked.
+    let missing = format!("file://{}/nope", dir.path().display());
+    let (code, doc, output) = verify(&["--url", &missing, "--json"]);
+    assert_eq!(code, Some(2), "{output}");
+    assert_eq!(doc["status"], "error");
+}
+
+fn first_parquet_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut stack = vec![dir.to_path_buf()];
+    let mut found = Vec::new();
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with('_') {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if name.ends_with(".parquet") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+        .into_iter()
+        .next()
+        .expect("a Parquet file in the demo lake")
+}
+
+/// A worker lands a topic and stops; `verify --config` then compares the
+/// lake with the topic's watermarks and the group's committed offsets.
+#[test]
+fn verify_compares_a_landed_lake_with_the_broker() {
+    let kafka = MockKafka::start(&[("orders", 2)]);
+    kafka.produce("orders", 2_000, RecordKind::Small);
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::Local(dir.path().join("lake"));
+    let config = write_config(
+        dir.path(),
+        kafka.bootstrap(),
+        "orders",
+        "verify-group",
+        &target,
+    );
+    let progress = Arc::new(Progress::default());
+    let lake = LakeCounter::new(&target);
+    let mut w = Worker::start(&config, &target.env(), progress.clone());
+    wait_landed(&mut w, &lake, &progress, 2_000, Duration::from_secs(120));
+    w.signal(libc::SIGTERM);
+    let status = w.wait(Duration::from_secs(60));
+    assert!(status.success(), "{status}; log:\n{}", progress.tail());
+
+    let config = config.display().to_string();
+    let (code, doc, output) = verify(&["--config", &config, "--json", "--require-broker"]);
+    assert_eq!(code, Some(0), "{output}");
+    let lake = &doc["lakes"][0];
+    assert_eq!(lake["pipeline"], "e2e");
+    assert_eq!(lake["broker"]["status"], "checked", "{lake:#}");
+    assert_eq!(lake["broker"]["group_id"], "verify-group");
+    let partitions = lake["partitions"].as_array().unwrap();
+    assert_eq!(partitions.len(), 2, "{lake:#}");
+    for p in partitions {
+        let broker = &p["broker"];
+        assert_eq!(p["status"], "ok", "{p:#}");
+        assert_eq!(p["next_offset"], broker["high_watermark"], "{p:#}");
+        assert_eq!(p["next_offset"], broker["group_offset"], "{p:#}");
+        assert_eq!(broker["landing_lag"], 0);
+    }
+    let (code, _, output) = verify(&["--config", &config]);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("KAFKA LOW..HIGH"), "{output}");
+
+    // The same lake against a broker that is gone: lake checks only, or exit 2.
+    drop(kafka);
+    let args = ["--config", &config, "--broker-timeout", "2s"];
+    let (code, _, output) = verify(&args);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("broker_unreachable"), "{output}");
+    let (code, _, output) = verify(&[&args[..], &["--require-broker"]].concat());
+    assert_eq!(code, Some(2), "{output}");
+}

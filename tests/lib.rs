@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: a `tributary run` worker process whose
 //! JSON logs are followed, and config files for it.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -23,12 +24,24 @@ pub struct Progress {
     pub assigned: AtomicU64,
     /// The last lines of stderr, for failure messages.
     pub tail: Mutex<Vec<String>>,
+    /// How often each log message was seen.
+    pub messages: Mutex<HashMap<String, u64>>,
 }
 
 impl Progress {
     /// Rows landed so far.
     pub fn rows(&self) -> u64 {
         self.landed_rows.load(Ordering::SeqCst)
+    }
+
+    /// How many log events had exactly this message.
+    pub fn count(&self, message: &str) -> u64 {
+        self.messages
+            .lock()
+            .unwrap()
+            .get(message)
+            .copied()
+            .unwrap_or(0)
     }
 
     fn observe(&self, line: &str) {
@@ -42,6 +55,14 @@ impl Progress {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             return;
         };
+        if let Some(m) = v.get("message").and_then(|m| m.as_str()) {
+            *self
+                .messages
+                .lock()
+                .unwrap()
+                .entry(m.to_string())
+                .or_insert(0) += 1;
+        }
         match v.get("message").and_then(|m| m.as_str()) {
             Some("Landed range.") => {
                 let rows = v.get("rows").and_then(|r| r.as_u64()).unwrap_or(0);
@@ -143,6 +164,74 @@ impl Drop for Worker {
     }
 }
 
+/// Exit code of a worker stopped at an injected crash point
+/// (`tributary_lake::faults::CRASH_EXIT_CODE`).
+pub const CRASH_EXIT_CODE: i32 = 86;
+/// Logged by `tributary run` built with the `fault-injection` feature when a
+/// fault variable is set.
+pub const FAULTS_ARMED: &str = "Fault injection armed.";
+/// Logged by `tributary run` built without the feature when a fault variable is set.
+pub const FAULTS_IGNORED: &str =
+    "Set, but this binary was built without the fault-injection feature; ignored.";
+
+fn no_fault_injection() -> ! {
+    panic!(
+        "{} was built without fault injection: build it with \
+         `cargo build -p tributary-cli --features fault-injection` \
+         (./scripts/test.sh builds the workspace binaries with --features tributary-cli/fault-injection)",
+        bin_path("tributary").display()
+    )
+}
+
+/// Waits until the worker logs that its fault injection is armed; panics
+/// (saying how to build the binary) if it was built without it.
+pub fn wait_armed(worker: &mut Worker, progress: &Progress) {
+    wait_for(
+        Duration::from_secs(30),
+        "the worker to arm fault injection",
+        || {
+            if progress.count(FAULTS_ARMED) > 0 {
+                return Some(());
+            }
+            if progress.count(FAULTS_IGNORED) > 0 {
+                no_fault_injection();
+            }
+            if let Some(status) = worker.exited() {
+                panic!(
+                    "tributary exited with {status} before arming fault injection; log tail:\n{}",
+                    progress.tail()
+                );
+            }
+            None
+        },
+    );
+}
+
+/// Waits for a worker started with `TRIBUTARY_FAULT_CRASH=spec` to exit
+/// with [`CRASH_EXIT_CODE`]; panics if it exits otherwise, does not exit
+/// within `timeout`, or has no fault injection.
+pub fn wait_crashed(mut worker: Worker, progress: &Progress, spec: &str, timeout: Duration) {
+    let exited = try_wait_for(timeout, || {
+        if progress.count(FAULTS_IGNORED) > 0 {
+            no_fault_injection();
+        }
+        worker.exited()
+    });
+    let Some(status) = exited else {
+        panic!(
+            "the worker with TRIBUTARY_FAULT_CRASH={spec} did not crash within {timeout:?}; log tail:\n{}",
+            progress.tail()
+        );
+    };
+    let _ = worker.wait(Duration::from_secs(5));
+    assert_eq!(
+        status.code(),
+        Some(CRASH_EXIT_CODE),
+        "the worker with TRIBUTARY_FAULT_CRASH={spec} exited with {status}; log tail:\n{}",
+        progress.tail()
+    );
+}
+
 /// Counts the rows the lake's commit log says are landed. Used only to know
 /// when to act (a worker can be killed between its commit and its log line, so
 /// logs undercount); the verdict comes from pyarrow and DuckDB.
@@ -173,6 +262,61 @@ impl LakeCounter {
                 .build()
                 .unwrap(),
         }
+    }
+
+    /// Data files (`.parquet`) that no commit lists, and which of them no
+    /// intent names either (those no recovery would remove).
+    pub fn uncommitted_files(&self) -> (Vec<String>, Vec<String>) {
+        self.runtime.block_on(async {
+            let mut committed = std::collections::HashSet::new();
+            let mut intended = std::collections::HashSet::new();
+            for tp in self.lake.partitions().await.expect("partitions") {
+                for c in self.lake.commits(&tp).await.expect("commits") {
+                    committed.extend(c.files.into_iter().map(|f| f.path));
+                }
+                for (_, intent) in self.lake.intents(&tp).await.expect("intents") {
+                    intended.extend(intent.files);
+                }
+            }
+            let uncommitted: Vec<String> = self
+                .lake
+                .list("")
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|(p, _)| p)
+                .filter(|p| p.ends_with(".parquet") && !committed.contains(p))
+                .collect();
+            let unnamed = uncommitted
+                .iter()
+                .filter(|p| !intended.contains(*p))
+                .cloned()
+                .collect();
+            (uncommitted, unnamed)
+        })
+    }
+
+    /// Recovers every partition as its next owner would, removing what
+    /// unfinished landings left behind.
+    pub fn recover_all(&self) {
+        let writer = tributary_lake::new_writer_id("e2e-auditor");
+        self.runtime.block_on(async {
+            for tp in self.lake.partitions().await.expect("partitions") {
+                self.lake.recover(&tp, &writer).await.expect("recover");
+            }
+        })
+    }
+
+    /// Intents left in the lake (landings in flight, or left by a crash),
+    /// or `None` if the lake could not be read just now.
+    pub fn intents(&self) -> Option<usize> {
+        self.runtime.block_on(async {
+            let mut intents = 0;
+            for tp in self.lake.partitions().await.ok()? {
+                intents += self.lake.intents(&tp).await.ok()?.len();
+            }
+            Some(intents)
+        })
     }
 
     /// Rows in committed ranges, or `None` if the lake could not be read just now.
@@ -273,6 +417,27 @@ impl Target<'_> {
     }
 }
 
+/// Batch and flush sizes of a test worker.
+#[derive(Clone, Debug)]
+pub struct Tuning {
+    /// `source.max_poll_records`.
+    pub max_poll_records: usize,
+    /// `sink.flush.max_records`.
+    pub max_records: u64,
+    /// `sink.flush.max_age`.
+    pub max_age: &'static str,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            max_poll_records: 2000,
+            max_records: 3000,
+            max_age: "700ms",
+        }
+    }
+}
+
 /// Writes a worker config reading `topic` from `bootstrap` into `target`.
 pub fn write_config(
     dir: &Path,
@@ -280,6 +445,18 @@ pub fn write_config(
     topic: &str,
     group: &str,
     target: &Target<'_>,
+) -> PathBuf {
+    write_config_with(dir, bootstrap, topic, group, target, &Tuning::default())
+}
+
+/// [`write_config`] with other batch and flush sizes.
+pub fn write_config_with(
+    dir: &Path,
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    target: &Target<'_>,
+    tuning: &Tuning,
 ) -> PathBuf {
     let schema = tributary_testkit::workspace_root().join("tests/fixtures/small.json");
     let text = format!(
@@ -296,7 +473,7 @@ bootstrap_servers = "{bootstrap}"
 topics = ["{topic}"]
 group_id = "{group}"
 start = "earliest"
-max_poll_records = 2000
+max_poll_records = {max_poll_records}
 # A killed worker's membership must expire quickly for the restart to get its partitions.
 librdkafka = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
 
@@ -311,9 +488,12 @@ type = "parquet"
 url = "{url}"
 compression = "zstd"
 partition_by = "dt=%Y-%m-%d/hour=%H"
-flush = {{ max_records = 3000, max_age = "700ms" }}
+flush = {{ max_records = {max_records}, max_age = "{max_age}" }}
 {storage}"#,
         schema = schema.display(),
+        max_poll_records = tuning.max_poll_records,
+        max_records = tuning.max_records,
+        max_age = tuning.max_age,
         url = target.url(),
         storage = target.storage_toml(),
     );

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use parquet::file::properties::WriterProperties;
 use tracing::debug;
 use tributary_config::ParquetSinkConfig;
-use tributary_core::{Landed, LandedFile, ResumeAt, RowBatch, Sink, SinkError, TopicPartition};
+use tributary_core::{Landed, ResumeAt, RowBatch, Sink, SinkError, TopicPartition};
 use tributary_lake::{Lake, PartitionLog, PartitionTemplate};
 
 use crate::buffer::PartitionBuffer;
@@ -236,25 +236,7 @@ impl Sink for ParquetSink {
             };
             let result = result.map(|record| {
                 self.restart_at.remove(&tp);
-                let landed = Landed {
-                    partition: tp.clone(),
-                    seq: record.seq,
-                    first_offset: record.first_offset,
-                    last_offset: record.last_offset,
-                    rows: record.rows,
-                    dead_lettered: record.dead_lettered,
-                    skipped: record.skipped,
-                    files: record
-                        .files
-                        .iter()
-                        .map(|f| LandedFile {
-                            path: f.path.clone(),
-                            rows: f.rows,
-                            bytes: f.bytes,
-                        })
-                        .collect(),
-                };
-                Some(landed)
+                Some(record.to_landed())
             });
             self.logs.insert(tp.clone(), log);
             out.push((tp, result));

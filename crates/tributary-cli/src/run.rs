@@ -135,9 +135,39 @@ pub async fn signal() {
     }
 }
 
+/// Checks the fault-injection variables and says when they are armed (builds
+/// with the `fault-injection` feature); elsewhere warns that they are ignored.
+fn fault_injection() -> anyhow::Result<()> {
+    #[cfg(feature = "fault-injection")]
+    {
+        use tributary_lake::faults;
+        let (crash, storage) = faults::from_env()?;
+        if crash.is_some() || storage.is_some() {
+            let show = |v: Option<String>| v.unwrap_or_else(|| "off".into());
+            warn!(
+                crash = %show(crash.map(|c| c.to_string())),
+                storage = %show(storage.map(|s| s.to_string())),
+                exit_code = faults::CRASH_EXIT_CODE,
+                "Fault injection armed."
+            );
+        }
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    for variable in ["TRIBUTARY_FAULT_CRASH", "TRIBUTARY_FAULT_STORAGE"] {
+        if std::env::var_os(variable).is_some() {
+            warn!(
+                variable,
+                "Set, but this binary was built without the fault-injection feature; ignored."
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `tributary run`.
 pub async fn run(path: &Path) -> anyhow::Result<()> {
     let stop = signal();
+    fault_injection()?;
     let config = load_checked(path, Path::new("."))
         .with_context(|| format!("{} is not valid", path.display()))?;
     info!(worker = %config.worker.id, pipelines = config.pipelines.len(), "Worker starting.");

@@ -278,6 +278,7 @@ impl Lake {
             created_at: now_rfc3339(),
             files: paths.clone(),
         };
+        crash_point!(BeforeIntent);
         if let Err(e) = self.storage.put(&intent_at, to_json(&intent)).await {
             // The put may have happened anyway; if it cannot be removed,
             // recovery must deal with it before the next landing.
@@ -286,6 +287,7 @@ impl Lake {
             }
             return Err(e);
         }
+        crash_point!(AfterIntent);
 
         let written: Vec<Result<CommittedFile, LakeError>> = futures::stream::iter(landing.files)
             .map(|f| {
@@ -293,7 +295,9 @@ impl Lake {
                 async move {
                     let crc32c = crc32c::crc32c(&f.bytes);
                     let bytes = f.bytes.len() as u64;
+                    crash_point!(BeforeDataWrite);
                     storage.put(&f.path, f.bytes).await?;
+                    crash_point!(AfterDataWrite);
                     Ok(CommittedFile {
                         path: f.path,
                         kind: f.kind,
@@ -335,8 +339,9 @@ impl Lake {
             files,
         };
         let at = commit_path(&tp, seq);
+        crash_point!(BeforeCommitCreate);
         match self.storage.create(&at, to_json(&record)).await {
-            Ok(Created::Created) => {}
+            Ok(Created::Created) => crash_point!(AfterCommitCreate),
             Ok(Created::Exists) => {
                 return Err(self
                     .lost(log, seq, &intent_at, &paths, landing.first_offset)
@@ -555,7 +560,11 @@ impl Lake {
         let results: Vec<Result<(), LakeError>> = futures::stream::iter(orphans.iter().cloned())
             .map(|p| {
                 let storage = self.storage.clone();
-                async move { storage.delete(&p).await }
+                async move {
+                    storage.delete(&p).await?;
+                    crash_point!(DuringOrphanCleanup);
+                    Ok(())
+                }
             })
             .buffer_unordered(WRITE_CONCURRENCY)
             .collect()

@@ -17,7 +17,9 @@
 //!   range land exactly once, even with crashed writers and zombies. The
 //!   [`landing`] module documents the protocol and its invariant.
 //! - **Reading it back** ([`Lake::commits`], [`Lake::partitions`],
-//!   [`Lake::intents`], [`Lake::verify`]) for audits and tests.
+//!   [`Lake::intents`]) and **auditing** it against the invariant
+//!   ([`Lake::verify`] for one partition, [`Lake::verify_lake`] for every
+//!   partition and the files no commit lists, [`Lake::orphans`]).
 //!
 //! ```
 //! # async fn demo() -> Result<(), tributary_lake::LakeError> {
@@ -58,8 +60,21 @@
 //! - `conformance`: the `conformance` module, a suite of protocol tests as
 //!   functions over a [`Lake`], so every storage backend can run the same
 //!   checks.
+//! - `fault-injection` (tests only): the `faults` module — crash points in
+//!   the landing path (`TRIBUTARY_FAULT_CRASH`), storage faults applied by
+//!   [`Lake::open`] (`TRIBUTARY_FAULT_STORAGE`) and `FaultyStore`, an
+//!   object-store wrapper that fails, stalls and loses responses.
 
 #![warn(missing_docs)]
+
+/// Marks a crash point (`faults::CrashPoint::$point`); compiles to nothing
+/// without the `fault-injection` feature.
+macro_rules! crash_point {
+    ($point:ident) => {{
+        #[cfg(feature = "fault-injection")]
+        $crate::faults::crash_point($crate::faults::CrashPoint::$point);
+    }};
+}
 
 mod commit;
 mod error;
@@ -73,6 +88,8 @@ mod verify;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 
 pub use commit::{CommitRecord, CommittedFile, FileKind, IntentRecord, RECORD_VERSION};
 pub use error::LakeError;
@@ -83,4 +100,4 @@ pub use layout::{
     new_writer_id, CONTROL_DIR, DEAD_LETTER_DIR, HINT_FILE,
 };
 pub use partition::PartitionTemplate;
-pub use verify::{PartitionReport, Problem};
+pub use verify::{LakeReport, OrphanFile, PartitionReport, Problem, ProblemKind, VerifyOptions};

@@ -10,7 +10,8 @@
 //! * `Records` → convert → sink buffers (per source partition);
 //! * a partition whose buffer reaches `max_records`, `max_bytes` or `max_age`
 //!   (idle partitions too, through a timer) is landed, then its offset committed;
-//! * `Assigned` → the sink recovers the partitions from the lake and the
+//! * `Assigned` → the sink recovers the partitions from the lake (transient
+//!   storage failures are retried with backoff for up to a minute) and the
 //!   source resumes each at its last landed offset + 1;
 //! * `Revoked` → buffered rows of those partitions are landed and committed
 //!   before the acknowledgement; `Lost` → they are dropped unlanded;
@@ -20,6 +21,12 @@
 //!   the partition until it is assigned again;
 //! * shutdown stops polling, lands what is buffered, commits, and closes the
 //!   source within the shutdown timeout.
+//!
+//! ## Features
+//!
+//! - `fault-injection` (tests only): crash points around the source offset
+//!   commit (`before_offset_commit`, `after_offset_commit`), armed by
+//!   `TRIBUTARY_FAULT_CRASH`; see `tributary_lake::faults`.
 //!
 //! [`Source`]: tributary_core::Source
 //! [`Converter`]: tributary_core::Converter

@@ -12,6 +12,20 @@ use tributary_core::{
 
 use crate::status::{PipelineState, PipelineStatus};
 
+/// Marks a crash point (`tributary_lake::faults::CrashPoint::$point`);
+/// compiles to nothing without the `fault-injection` feature.
+macro_rules! crash_point {
+    ($point:ident) => {{
+        #[cfg(feature = "fault-injection")]
+        tributary_lake::faults::crash_point(tributary_lake::faults::CrashPoint::$point);
+    }};
+}
+
+/// How long recovering newly assigned partitions is retried after transient
+/// storage failures before the pipeline gives up. Well inside the time the
+/// Kafka source waits for the answer (`rebalance_ack_timeout`, 5 min).
+const OPEN_RETRY_FOR: Duration = Duration::from_secs(60);
+
 /// Why a pipeline stopped with an error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -174,7 +188,7 @@ impl Pipeline {
                 }
                 event = self.source.next() => {
                     let event = event.map_err(|source| RuntimeError::Source { pipeline: self.name.clone(), source })?;
-                    if !self.handle(event).await? {
+                    if !self.handle(event, shutdown).await? {
                         info!(pipeline = %self.name, "Source finished; landing buffered records.");
                         return Ok(());
                     }
@@ -218,7 +232,11 @@ impl Pipeline {
     }
 
     /// Handles one event; `false` when the source has ended.
-    async fn handle(&mut self, event: SourceEvent) -> Result<bool, RuntimeError> {
+    async fn handle(
+        &mut self,
+        event: SourceEvent,
+        shutdown: &mut Shutdown,
+    ) -> Result<bool, RuntimeError> {
         match event {
             SourceEvent::Records(batches) => {
                 for batch in batches {
@@ -247,14 +265,13 @@ impl Pipeline {
                 }
             }
             SourceEvent::Assigned { partitions, ack } => {
-                let resume =
-                    self.sink
-                        .open(&partitions)
-                        .await
-                        .map_err(|source| RuntimeError::Sink {
-                            pipeline: self.name.clone(),
-                            source,
-                        })?;
+                let Some(resume) = self.open(&partitions, shutdown).await? else {
+                    // Dropping `ack` leaves the partitions unassigned here;
+                    // nothing of them was buffered, and the next owner
+                    // recovers them from the lake.
+                    warn!(pipeline = %self.name, partitions = ?partitions, "Shutdown requested while recovering assigned partitions; leaving them.");
+                    return Ok(true);
+                };
                 for (tp, at) in &resume {
                     info!(pipeline = %self.name, partition = %tp, resume = ?at, "Partition assigned.");
                     self.owned.insert(tp.clone());
@@ -299,6 +316,45 @@ impl Pipeline {
             SourceEvent::End => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// Recovers newly assigned partitions in the sink, retrying transient
+    /// storage failures with backoff for up to [`OPEN_RETRY_FOR`]. `None`
+    /// when shutdown was requested while waiting to retry.
+    async fn open(
+        &mut self,
+        partitions: &[TopicPartition],
+        shutdown: &mut Shutdown,
+    ) -> Result<Option<Vec<(TopicPartition, ResumeAt)>>, RuntimeError> {
+        let give_up_at = Instant::now() + OPEN_RETRY_FOR;
+        let mut attempt = 0;
+        loop {
+            let source = match self.sink.open(partitions).await {
+                Ok(resume) => return Ok(Some(resume)),
+                Err(e) => e,
+            };
+            let pause = backoff(attempt);
+            if source.class() != ErrorClass::Retryable || Instant::now() + pause > give_up_at {
+                return Err(RuntimeError::Sink {
+                    pipeline: self.name.clone(),
+                    source,
+                });
+            }
+            warn!(
+                pipeline = %self.name,
+                partitions = ?partitions,
+                attempt,
+                retry_in = ?pause,
+                error = %source,
+                "Recovering assigned partitions failed; retrying."
+            );
+            tokio::select! {
+                biased;
+                _ = shutdown.requested() => return Ok(None),
+                _ = tokio::time::sleep(pause) => {}
+            }
+            attempt += 1;
+        }
     }
 
     fn release(&mut self, partitions: &[TopicPartition]) {
@@ -419,7 +475,10 @@ impl Pipeline {
     }
 
     async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<(), RuntimeError> {
-        match self.source.commit(offsets).await {
+        crash_point!(BeforeOffsetCommit);
+        let committed = self.source.commit(offsets).await;
+        crash_point!(AfterOffsetCommit);
+        match committed {
             Ok(()) => {
                 self.status.send_modify(|s| {
                     for (tp, o) in offsets {

@@ -105,11 +105,15 @@ impl Converter for OffsetConverter {
     }
 }
 
-/// Lands into a shared map; can be told to fail the next landing of a partition.
+/// Lands into a shared map; can be told to fail the next landing of a
+/// partition, or the next recoveries of assigned partitions.
 #[derive(Default)]
 struct Lake {
     landed: BTreeMap<TopicPartition, Vec<i64>>,
     fail_next: Option<TopicPartition>,
+    /// Each `open` takes the first entry, if any, and fails with that class.
+    fail_opens: Vec<ErrorClass>,
+    opens: u32,
 }
 
 struct MemorySink {
@@ -136,6 +140,19 @@ impl Sink for MemorySink {
         &mut self,
         partitions: &[TopicPartition],
     ) -> Result<Vec<(TopicPartition, ResumeAt)>, SinkError> {
+        {
+            let mut lake = self.lake.lock().unwrap();
+            lake.opens += 1;
+            if !lake.fail_opens.is_empty() {
+                let class = lake.fail_opens.remove(0);
+                return Err(SinkError::Storage {
+                    operation: "list",
+                    path: "_tributary/commits/t".into(),
+                    source: "injected HTTP 503".into(),
+                    class,
+                });
+            }
+        }
         Ok(partitions
             .iter()
             .map(|t| {
@@ -463,4 +480,62 @@ async fn reassignment_resumes_from_the_lake() {
     assert_eq!(h.assign(&[0]).await, vec![(tp(0), ResumeAt::Offset(2))]);
     let _ = h.stop.send(true);
     h.finish().await;
+}
+
+#[tokio::test]
+async fn assignment_retries_transient_recovery_failures() {
+    let mut h = start(2);
+    h.lake.lock().unwrap().fail_opens = vec![ErrorClass::Retryable, ErrorClass::Retryable];
+    // Two failures, then the answer: after backoffs of about 0.5 s and 1 s.
+    assert_eq!(h.assign(&[0]).await, vec![(tp(0), ResumeAt::Default)]);
+    assert_eq!(h.lake.lock().unwrap().opens, 3);
+    h.send(batch(0, 0..2));
+    h.until("commit", |s| s.contains(&Seen::Commit(vec![(tp(0), 2)])))
+        .await;
+    let _ = h.stop.send(true);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn assignment_fails_the_pipeline_on_a_permanent_recovery_error() {
+    let mut h = start(2);
+    h.lake.lock().unwrap().fail_opens = vec![ErrorClass::Permanent];
+    let (ack, rx) = oneshot::channel();
+    h.events
+        .send(SourceEvent::Assigned {
+            partitions: vec![tp(0)],
+            ack,
+        })
+        .unwrap();
+    let task = h.task.take().unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+    let e = result.expect_err("a permanent recovery error stops the pipeline");
+    assert!(e.to_string().contains("injected HTTP 503"), "{e}");
+    assert!(rx.await.is_err(), "no resume positions for a failed recovery");
+    assert_eq!(h.lake.lock().unwrap().opens, 1);
+}
+
+#[tokio::test]
+async fn shutdown_interrupts_recovery_retries() {
+    let mut h = start(2);
+    h.lake.lock().unwrap().fail_opens = vec![ErrorClass::Retryable; 100];
+    let (ack, rx) = oneshot::channel();
+    h.events
+        .send(SourceEvent::Assigned {
+            partitions: vec![tp(0)],
+            ack,
+        })
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.lake.lock().unwrap().opens == 0 {
+        assert!(Instant::now() < deadline, "open was never called");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let _ = h.stop.send(true);
+    h.finish().await;
+    assert!(rx.await.is_err(), "the partitions were left unanswered");
+    assert!(h.lake.lock().unwrap().opens < 5);
 }
