@@ -10,6 +10,14 @@
 #    cargo-nextest is installed (then, without ARGS, the doctests, which
 #    nextest does not run), else `cargo test --workspace ARGS`.
 #
+# Binaries and tests are built with `--features tributary-cli/fault-injection`
+# (crash points and storage faults, armed by TRIBUTARY_FAULT_CRASH and
+# TRIBUTARY_FAULT_STORAGE): tests/crash_points.rs and tests/storage_faults.rs
+# drive a `tributary` binary that has them. The same flag on both commands
+# keeps one feature set, so the test build never relinks the binary without
+# them. Release builds (`cargo build --release -p tributary-cli`) never have
+# the feature.
+#
 # ARGS go to the test runner unchanged (filters, --release, --no-fail-fast...).
 set -euo pipefail
 
@@ -30,13 +38,14 @@ for ((i = 0; i < ${#args[@]}; i++)); do
         --cargo-profile | --profile) build_args+=("--profile=${args[i + 1]:-dev}") ;;
     esac
 done
-cargo build --workspace --bins ${build_args[@]+"${build_args[@]}"}
+features=(--features tributary-cli/fault-injection)
+cargo build --workspace --bins "${features[@]}" ${build_args[@]+"${build_args[@]}"}
 
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace "$@"
+    cargo nextest run --workspace "${features[@]}" "$@"
     if [[ $# -eq 0 ]]; then
-        cargo test --workspace --doc
+        cargo test --workspace --doc "${features[@]}"
     fi
 else
-    cargo test --workspace "$@"
+    cargo test --workspace "${features[@]}" "$@"
 fi

@@ -116,13 +116,15 @@ impl Setup {
         assert_eq!(self.lake.intents(), Some(0), "{what}: intents left");
         let read = read_lake(Path::new(&self.lake_dir), "id", None);
         assert_eq!(read["rows"], RECORDS, "{what}: pyarrow rows: {read}");
-        assert_eq!(read["distinct_ids"], RECORDS, "{what}: pyarrow distinct ids");
+        assert_eq!(
+            read["distinct_ids"], RECORDS,
+            "{what}: pyarrow distinct ids"
+        );
         assert_eq!(read["min_id"], 0, "{what}");
         assert_eq!(read["max_id"], RECORDS - 1, "{what}");
         assert_eq!(read["duckdb"]["rows"], RECORDS, "{what}: duckdb rows");
         assert_eq!(
-            read["duckdb"]["distinct_ids"],
-            RECORDS,
+            read["duckdb"]["distinct_ids"], RECORDS,
             "{what}: duckdb distinct ids"
         );
     }
@@ -182,7 +184,10 @@ fn crash_and_take_over(spec: &str) {
     // lands (and crashes) with its share.
     wait_for(PHASE_TIMEOUT, "both workers to be assigned", || {
         if let Some(status) = worker.exited() {
-            panic!("the surviving worker exited with {status}:\n{}", survivor.tail());
+            panic!(
+                "the surviving worker exited with {status}:\n{}",
+                survivor.tail()
+            );
         }
         (doomed.assigned.load(Ordering::SeqCst) > 0 && survivor.assigned.load(Ordering::SeqCst) > 0)
             .then_some(())

@@ -109,5 +109,8 @@ fn exactly_once_on_s3_with_storage_faults() {
     assert_eq!(read["min_id"], 0);
     assert_eq!(read["max_id"], RECORDS - 1);
     assert_eq!(read["duckdb"]["rows"], RECORDS, "duckdb rows");
-    assert_eq!(read["duckdb"]["distinct_ids"], RECORDS, "duckdb distinct ids");
+    assert_eq!(
+        read["duckdb"]["distinct_ids"], RECORDS,
+        "duckdb distinct ids"
+    );
 }

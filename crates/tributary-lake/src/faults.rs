@@ -50,8 +50,8 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, UploadPart,
 };
-use tributary_config::HumanDuration;
 use tracing::{error, warn};
+use tributary_config::HumanDuration;
 
 use crate::error::LakeError;
 use crate::storage::{Created, Storage};
@@ -193,9 +193,14 @@ impl FromStr for CrashSpec {
         let s = s.trim();
         let (name, hit) = match s.split_once(':') {
             Some((name, n)) => {
-                let hit = n.trim().parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                    FaultSpecError::new("spec", s, format!("{n:?} is not a count of 1 or more"))
-                })?;
+                let hit = n
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| {
+                        FaultSpecError::new("spec", s, format!("{n:?} is not a count of 1 or more"))
+                    })?;
                 (name.trim(), hit)
             }
             None => (s, 1),
@@ -315,7 +320,8 @@ impl FromStr for StorageFaults {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut faults = StorageFaults::default();
         for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let bad = |message: String| FaultSpecError::new("spec", s, format!("{pair}: {message}"));
+            let bad =
+                |message: String| FaultSpecError::new("spec", s, format!("{pair}: {message}"));
             let (key, value) = pair
                 .split_once('=')
                 .map(|(k, v)| (k.trim(), v.trim()))
@@ -397,7 +403,7 @@ pub(crate) fn storage_from_env(
         Err(e) => Err(LakeError::Config {
             key: STORAGE_ENV.to_string(),
             scheme: url.split("://").next().unwrap_or(url).to_string(),
-            message: e.to_string(),
+            message: e.message,
         }),
     }
 }
@@ -418,7 +424,7 @@ pub struct FaultStats {
 /// An error injected by a faulty store; the `source` of an
 /// `object_store::Error::Generic`, so it is retried like a real 5xx.
 #[derive(Debug, thiserror::Error)]
-#[error("{message} on {operation} {path} (injected by fault injection)")]
+#[error("{message} on {operation} {path} (injected fault)")]
 pub struct InjectedFault {
     /// The request (`put`, `create`, `multipart`, `get`, `head`, `list`, `delete`).
     pub operation: &'static str,
@@ -662,7 +668,9 @@ impl ObjectStore for FaultyStore {
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
         // Starting the upload can fail; completing it can fail or lose its
         // response (it is the write that takes effect).
-        self.injector.admit(Op::Multipart, location.as_ref()).await?;
+        self.injector
+            .admit(Op::Multipart, location.as_ref())
+            .await?;
         let upload = self.inner.put_multipart_opts(location, opts).await?;
         Ok(Box::new(FaultyUpload {
             inner: upload,
@@ -717,7 +725,10 @@ impl ObjectStore for FaultyStore {
             .boxed()
     }
 
-    fn list(&self, prefix: Option<&ObjectPath>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+    fn list(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         let listing = self.inner.list(prefix);
         self.faulty_listing(prefix, listing)
     }
@@ -927,7 +938,10 @@ mod tests {
             }
         );
         assert_eq!(f.to_string().parse::<StorageFaults>().unwrap(), f);
-        assert_eq!("".parse::<StorageFaults>().unwrap(), StorageFaults::default());
+        assert_eq!(
+            "".parse::<StorageFaults>().unwrap(),
+            StorageFaults::default()
+        );
         for (bad, says) in [
             ("error_rate=1.5", "from 0 to 1"),
             ("error_rate=x", "from 0 to 1"),
@@ -970,7 +984,10 @@ mod tests {
     async fn errors_fail_without_effect_and_are_retryable() {
         let (mem, store) = store("error_rate=1,seed=1");
         let path = ObjectPath::from("a/b");
-        let e = store.put(&path, PutPayload::from_static(b"x")).await.unwrap_err();
+        let e = store
+            .put(&path, PutPayload::from_static(b"x"))
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("HTTP 50"), "{e}");
         assert!(mem.head(&path).await.is_err(), "an error has no effect");
         let lake_error = LakeError::object_store("put", "a/b", e);
@@ -1015,7 +1032,10 @@ mod tests {
             .put_opts(&path, PutPayload::from_static(b"2"), opts)
             .await
             .unwrap_err();
-        assert!(matches!(again, object_store::Error::AlreadyExists { .. }), "{again}");
+        assert!(
+            matches!(again, object_store::Error::AlreadyExists { .. }),
+            "{again}"
+        );
         // Reads never lose responses.
         let got = store.get(&path).await.unwrap().bytes().await.unwrap();
         assert_eq!(got.as_ref(), b"1");
@@ -1042,14 +1062,20 @@ mod tests {
             inner: inner.clone(),
             injector: Arc::new(Injector::new("error_rate=1".parse().unwrap())),
         };
-        let e = failing.put("a", Bytes::from_static(b"x")).await.unwrap_err();
+        let e = failing
+            .put("a", Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
         assert_eq!(e.class(), ErrorClass::Retryable);
         assert!(inner.get("a").await.unwrap().is_none());
         let losing = FaultyStorage {
             inner: inner.clone(),
             injector: Arc::new(Injector::new("lost_response_rate=1".parse().unwrap())),
         };
-        let e = losing.create("c", Bytes::from_static(b"x")).await.unwrap_err();
+        let e = losing
+            .create("c", Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
         assert_eq!(e.class(), ErrorClass::Retryable);
         assert!(inner.get("c").await.unwrap().is_some());
         assert!(losing.get("c").await.unwrap().is_some());

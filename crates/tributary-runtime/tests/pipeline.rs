@@ -514,7 +514,10 @@ async fn assignment_fails_the_pipeline_on_a_permanent_recovery_error() {
         .unwrap();
     let e = result.expect_err("a permanent recovery error stops the pipeline");
     assert!(e.to_string().contains("injected HTTP 503"), "{e}");
-    assert!(rx.await.is_err(), "no resume positions for a failed recovery");
+    assert!(
+        rx.await.is_err(),
+        "no resume positions for a failed recovery"
+    );
     assert_eq!(h.lake.lock().unwrap().opens, 1);
 }
 

@@ -1,6 +1,6 @@
 //! A real pipeline — datagen source → JSON converter → Parquet sink — on a
 //! store that fails about 5 % of requests like an HTTP 500/503, stalls some
-//! until they time out, and loses the response of about 2 % of writes after
+//! until they time out, and loses the response of about 5 % of writes after
 //! they took effect (`tributary_lake::faults::FaultyStore`).
 //!
 //! The pipeline runs until its source ends; a landing that fails while it
@@ -150,7 +150,7 @@ async fn land_everything(faulty: &Lake, clean: &Lake) -> usize {
             panic!("run {run} failed: {e}");
         }
         let rows = committed_rows(clean).await;
-        let totals = status.borrow().totals.clone();
+        let totals = status.borrow().totals;
         eprintln!(
             "run {run}: {} landings, {} failed; {rows} of {RECORDS} rows committed",
             totals.landings, totals.failed_landings
@@ -211,10 +211,7 @@ async fn exactly_once_under_storage_faults(inner: Arc<dyn ObjectStore>) {
         orphans.len()
     );
     assert!(stats.errors > 0, "no error was injected: {stats:?}");
-    assert!(
-        stats.lost_responses > 0,
-        "no response was lost: {stats:?}"
-    );
+    assert!(stats.lost_responses > 0, "no response was lost: {stats:?}");
 
     // The audit: contiguous ranges, counts, sizes and checksums.
     for tp in partitions() {
@@ -233,7 +230,10 @@ async fn exactly_once_under_storage_faults(inner: Arc<dyn ObjectStore>) {
     // failure that could not be removed) is never listed by a commit, and
     // the next recovery of each partition removes it.
     for tp in partitions() {
-        clean.recover(&tp, &tributary_lake::new_writer_id("auditor")).await.expect("recover");
+        clean
+            .recover(&tp, &tributary_lake::new_writer_id("auditor"))
+            .await
+            .expect("recover");
         conformance::assert_sound(&clean, &tp).await;
     }
     assert_eq!(uncommitted_files(&clean).await, Vec::<String>::new());
@@ -247,6 +247,7 @@ async fn pipeline_lands_exactly_once_on_a_faulty_in_memory_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_lands_exactly_once_on_a_faulty_local_file_system() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let fs = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).expect("local store");
+    let fs =
+        object_store::local::LocalFileSystem::new_with_prefix(dir.path()).expect("local store");
     exactly_once_under_storage_faults(Arc::new(fs)).await;
 }
