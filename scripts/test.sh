@@ -42,10 +42,12 @@ features=(--features tributary-cli/fault-injection)
 cargo build --workspace --bins "${features[@]}" ${build_args[@]+"${build_args[@]}"}
 
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace "${features[@]}" "$@"
+    # Doctests first (nextest does not run them), so that nextest's summary
+    # is the run's closing line.
     if [[ $# -eq 0 ]]; then
         cargo test --workspace --doc "${features[@]}"
     fi
+    cargo nextest run --workspace "${features[@]}" "$@"
 else
     cargo test --workspace "${features[@]}" "$@"
 fi

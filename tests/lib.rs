@@ -26,9 +26,25 @@ pub struct Progress {
     pub tail: Mutex<Vec<String>>,
     /// How often each log message was seen.
     pub messages: Mutex<HashMap<String, u64>>,
+    /// Where every line is also written, when set ([`Progress::logging_to`]).
+    log: Mutex<Option<std::fs::File>>,
 }
 
 impl Progress {
+    /// A `Progress` that also appends every line the workers log to `path`
+    /// (kept as evidence when a test fails).
+    pub fn logging_to(path: &Path) -> Progress {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+        Progress {
+            log: Mutex::new(Some(file)),
+            ..Progress::default()
+        }
+    }
+
     /// Rows landed so far.
     pub fn rows(&self) -> u64 {
         self.landed_rows.load(Ordering::SeqCst)
@@ -45,6 +61,10 @@ impl Progress {
     }
 
     fn observe(&self, line: &str) {
+        if let Some(file) = self.log.lock().unwrap().as_mut() {
+            use std::io::Write as _;
+            let _ = writeln!(file, "{line}");
+        }
         {
             let mut tail = self.tail.lock().unwrap();
             tail.push(line.to_string());
@@ -316,6 +336,38 @@ impl LakeCounter {
                 intents += self.lake.intents(&tp).await.ok()?.len();
             }
             Some(intents)
+        })
+    }
+
+    /// The commit log of every partition, one line per commit record
+    /// (sequence number, offset range, rows, writer, files), for failure reports.
+    pub fn commit_table(&self) -> String {
+        self.runtime.block_on(async {
+            let mut out = String::new();
+            let Ok(partitions) = self.lake.partitions().await else {
+                return "(cannot list the partitions)".into();
+            };
+            for tp in partitions {
+                match self.lake.commits(&tp).await {
+                    Ok(commits) => {
+                        for c in commits {
+                            out.push_str(&format!(
+                                "{}/{} seq {} offsets {}..={} rows {} writer {} files {:?}\n",
+                                c.topic,
+                                c.partition,
+                                c.seq,
+                                c.first_offset,
+                                c.last_offset,
+                                c.rows,
+                                c.writer,
+                                c.files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>()
+                            ));
+                        }
+                    }
+                    Err(e) => out.push_str(&format!("{tp}: cannot read the commits: {e}\n")),
+                }
+            }
+            out
         })
     }
 
