@@ -99,6 +99,20 @@ impl Progress {
         }
     }
 
+    /// Whether a worker logged a warning or error about the broker connection
+    /// (from librdkafka, through the Kafka source).
+    pub fn broker_trouble(&self) -> Option<String> {
+        self.tail
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|line| {
+                (line.contains("\"WARN\"") || line.contains("\"ERROR\""))
+                    && ["rdkafka", "kafka"].iter().any(|t| line.contains(t))
+            })
+            .cloned()
+    }
+
     /// The last lines the workers logged.
     pub fn tail(&self) -> String {
         self.tail.lock().unwrap().join("\n")

@@ -42,7 +42,7 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct MockKafka {
     child: Child,
     /// Held open: the child exits when it closes.
-    _stdin: Option<ChildStdin>,
+    stdin: Mutex<Option<ChildStdin>>,
     bootstrap: String,
     topics: Vec<(String, i32)>,
     next_seq: Mutex<HashMap<String, u64>>,
@@ -99,7 +99,7 @@ impl MockKafka {
         };
         MockKafka {
             child,
-            _stdin: stdin,
+            stdin: Mutex::new(stdin),
             bootstrap,
             topics: topics.iter().map(|(t, p)| (t.to_string(), *p)).collect(),
             next_seq: Mutex::new(HashMap::new()),
@@ -119,6 +119,19 @@ impl MockKafka {
     /// PID of the broker process.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends a fault command to the broker process (see `tributary-mock-kafka
+    /// --help`): `broker-down 1`, `broker-up 1`,
+    /// `request-errors offset-commit request-timed-out 3`. The broker applies
+    /// it at once and logs `applied "..."` to stderr.
+    pub fn fault(&self, command: &str) {
+        use std::io::Write as _;
+        let mut stdin = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
+        let stdin = stdin.as_mut().expect("the broker's stdin is piped");
+        writeln!(stdin, "{command}")
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|e| panic!("sending {command:?} to the mock broker: {e}"));
     }
 
     /// Reserves the next `count` sequence numbers (= ids) of `topic`.

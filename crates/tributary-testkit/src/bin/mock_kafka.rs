@@ -2,7 +2,7 @@
 //! process, so that other processes (the `tributary` binary, kcat, Python
 //! clients) can talk to it. See `--help`.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,6 +17,11 @@ const LONG_ABOUT: &str = "\
 Runs librdkafka's built-in mock Kafka cluster (rdkafka::mocking::MockCluster) on 127.0.0.1 \
 and keeps it alive until SIGTERM, SIGINT or (with --exit-on-stdin-eof) the end of stdin, then \
 exits 0.
+
+With --exit-on-stdin-eof, each line on stdin is a fault command: `broker-down ID`, \
+`broker-up ID`, `request-errors API ERROR COUNT` (API: fetch, offset-commit, offset-fetch, \
+heartbeat, join-group, metadata; ERROR: not-coordinator, coordinator-not-available, \
+request-timed-out, not-leader, rebalance-in-progress, unknown-member-id).
 
 Once the topics exist it prints exactly one line `BOOTSTRAP=<host:port,...>` to stdout (and \
 to --ready-file if given). With --produce N it then produces N records and prints \
@@ -94,6 +99,50 @@ struct Args {
     /// Exit (0) when stdin reaches end of file, e.g. when the parent process dies.
     #[arg(long)]
     exit_on_stdin_eof: bool,
+}
+
+/// Applies one fault command read from stdin:
+/// `broker-down ID`, `broker-up ID`, `request-errors API ERROR COUNT`
+/// (API: fetch, offset-commit, offset-fetch, heartbeat, join-group, metadata;
+/// ERROR: not-coordinator, coordinator-not-available, request-timed-out,
+/// not-leader, rebalance-in-progress, unknown-member-id).
+fn apply_fault<C: rdkafka::ClientContext>(
+    cluster: &MockCluster<'_, C>,
+    command: &str,
+) -> anyhow::Result<()> {
+    use rdkafka::types::RDKafkaApiKey as Api;
+    use rdkafka::types::RDKafkaRespErr as Err;
+    let words: Vec<&str> = command.split_whitespace().collect();
+    match words.as_slice() {
+        ["broker-down", id] => Ok(cluster.broker_down(id.parse()?)?),
+        ["broker-up", id] => Ok(cluster.broker_up(id.parse()?)?),
+        ["request-errors", api, error, count] => {
+            let api = match *api {
+                "fetch" => Api::Fetch,
+                "offset-commit" => Api::OffsetCommit,
+                "offset-fetch" => Api::OffsetFetch,
+                "heartbeat" => Api::Heartbeat,
+                "join-group" => Api::JoinGroup,
+                "metadata" => Api::Metadata,
+                other => bail!("unknown API {other:?}"),
+            };
+            let error = match *error {
+                "not-coordinator" => Err::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
+                "coordinator-not-available" => Err::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
+                "request-timed-out" => Err::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                "not-leader" => Err::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                "rebalance-in-progress" => Err::RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS,
+                "unknown-member-id" => Err::RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID,
+                other => bail!("unknown error {other:?}"),
+            };
+            let count: usize = count.parse()?;
+            cluster.request_errors(api, &vec![error; count]);
+            Ok(())
+        }
+        _ => bail!(
+            "unknown command (broker-down ID | broker-up ID | request-errors API ERROR COUNT)"
+        ),
+    }
 }
 
 fn main() -> ExitCode {
@@ -217,18 +266,16 @@ fn run(args: Args) -> anyhow::Result<()> {
     // workspace does not enable); its end resolves `stdin_eof`. Without the
     // flag the sender drops at once and `stdin_eof` never resolves.
     let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<()>();
+    let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     if args.exit_on_stdin_eof {
         std::thread::Builder::new()
             .name("stdin".into())
             .spawn(move || {
-                let mut stdin = std::io::stdin().lock();
-                let mut buf = [0u8; 256];
-                loop {
-                    match stdin.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(_) => break,
+                // Each line is a fault command (see --help); the end of stdin stops the broker.
+                for line in std::io::stdin().lines() {
+                    let Ok(line) = line else { break };
+                    if !line.trim().is_empty() && cmd_tx.send(line.trim().to_string()).is_err() {
+                        break;
                     }
                 }
                 let _ = eof_tx.send(());
@@ -252,11 +299,18 @@ fn run(args: Args) -> anyhow::Result<()> {
                 Err(_) => std::future::pending().await,
             }
         };
-        tokio::select! {
-            _ = sigterm.recv() => Ok(()),
-            _ = sigint.recv() => Ok(()),
-            () = stdin_eof => Ok(()),
-            result = production => result,
+        tokio::pin!(stdin_eof, production);
+        loop {
+            tokio::select! {
+                _ = sigterm.recv() => return Ok(()),
+                _ = sigint.recv() => return Ok(()),
+                () = &mut stdin_eof => return Ok(()),
+                result = &mut production => return result,
+                Some(command) = cmd_rx.recv() => match apply_fault(&cluster, &command) {
+                    Ok(()) => eprintln!("tributary-mock-kafka: applied {command:?}"),
+                    Err(e) => eprintln!("tributary-mock-kafka: cannot apply {command:?}: {e:#}"),
+                },
+            }
         }
     });
     // Exit without tearing the cluster down: nothing outlives the process,
