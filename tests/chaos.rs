@@ -4,16 +4,17 @@
 //!
 //! Three `tributary run` workers share a 6-partition topic of a mock Kafka
 //! while a background producer writes `cycles × 1,500` small records with
-//! unique ids (`TRIBUTARY_CHAOS_RATE` records/s, default 300, so production
+//! unique ids (`TRIBUTARY_CHAOS_RATE` records/s, default 200, so production
 //! spans the chaos and every partition stays far under the mock's 5 MiB cap).
 //! Each cycle:
 //!
 //! * `kill -9` a worker chosen at random, start a new one in its place;
 //! * every 4th cycle, first `SIGSTOP` a worker for 8 s — past the 6 s
 //!   session timeout, so the group expires it and hands its partitions to the
-//!   others — then `SIGCONT` it: a zombie that wakes up holding buffers of
-//!   partitions that moved, which the landing protocol must fence. Then
-//!   `kill -9` another worker, as above;
+//!   others — and until the others have been assigned and landed (up to 12 s
+//!   more), then `SIGCONT` it: a zombie that wakes up holding buffers of
+//!   partitions that moved, maybe in the middle of a landing, which the
+//!   landing protocol must fence. Then `kill -9` another worker, as above;
 //! * wait until the lake (its commit log) has grown by a random amount, or a
 //!   time slice has passed (the group may be rebalancing; killing then is
 //!   part of the chaos).
@@ -22,6 +23,11 @@
 //! everything and stop on SIGTERM with exit code 0 (a former zombie too);
 //! `tributary verify --require-broker` must find the lake consistent with the
 //! broker, and pyarrow and DuckDB must read every produced id exactly once.
+//!
+//! The workers' storage requests are slowed (`TRIBUTARY_FAULT_STORAGE=latency=100ms`
+//! unless `TRIBUTARY_CHAOS_STORAGE` says otherwise; it needs the
+//! `fault-injection` build that `./scripts/test.sh` makes) so that a landing
+//! lasts long enough for a SIGSTOP or a `kill -9` to catch it half done.
 //!
 //! `TRIBUTARY_CHAOS_CYCLES` sets the number of cycles (default 30, what CI
 //! runs; `TRIBUTARY_CHAOS_CYCLES=200 ./scripts/test.sh chaos` is a soak) and
@@ -48,6 +54,9 @@ const ZOMBIE_EVERY: u64 = 4;
 /// How long a zombie is stopped: past `session.timeout.ms` (6 s, see
 /// `write_config`), so that the group expires it.
 const ZOMBIE_PAUSE: Duration = Duration::from_secs(8);
+/// How much longer a zombie may stay stopped while the others take its
+/// partitions over.
+const ZOMBIE_TAKEOVER: Duration = Duration::from_secs(12);
 /// The longest a cycle waits for the lake to grow before the next kill.
 const CYCLE_SLICE: Duration = Duration::from_secs(10);
 /// Time for everything produced to land once the chaos stops.
@@ -89,7 +98,7 @@ struct Member {
 }
 
 /// Everything the test started, and the counts of what it did.
-struct Chaos<'a> {
+struct Chaos {
     config: PathBuf,
     env: Vec<(String, String)>,
     logs: PathBuf,
@@ -98,10 +107,9 @@ struct Chaos<'a> {
     /// The progress of every worker ever started (dead ones too).
     all: Vec<Arc<Progress>>,
     started: usize,
-    _target: &'a Target<'a>,
 }
 
-impl Chaos<'_> {
+impl Chaos {
     fn start_member(&mut self) {
         self.started += 1;
         let number = self.started;
@@ -147,8 +155,73 @@ impl Chaos<'_> {
         self.all.iter().map(|p| f(p)).sum()
     }
 
+    /// "Partition assigned." events of every member but the one at `index`.
+    fn assigned_except(&self, index: usize) -> u64 {
+        self.members
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != index)
+            .map(|(_, m)| m.progress.assigned.load(Ordering::SeqCst))
+            .sum()
+    }
+
     fn count(&self, message: &str) -> u64 {
         self.total(|p| p.count(message))
+    }
+}
+
+const FENCED: &str = "Offset commit fenced; no longer writing these partitions.";
+const LOST: &str = "Partitions lost; dropping their buffers unlanded.";
+
+/// A zombie's counts of events, when it woke up or later.
+struct ZombieMark {
+    failed: u64,
+    landings: u64,
+    fenced: u64,
+    lost: u64,
+}
+
+impl ZombieMark {
+    fn of(p: &Progress) -> ZombieMark {
+        ZombieMark {
+            failed: p.failed.load(Ordering::SeqCst),
+            landings: p.landings.load(Ordering::SeqCst),
+            fenced: p.count(FENCED),
+            lost: p.count(LOST),
+        }
+    }
+}
+
+/// How many zombies did what in the cycle they woke up in.
+#[derive(Default)]
+struct ZombieOutcomes {
+    /// The others took the zombie's partitions over and landed while it slept.
+    taken_over: u64,
+    /// Dropped its buffers unlanded (the client noticed the lost session first).
+    dropped: u64,
+    /// Had a landing fail: lost the conditional create to the new owner's fence or commit.
+    lake_fenced: u64,
+    /// Landed (its commit won the race) and then had its offset commit refused.
+    landed_then_fenced: u64,
+}
+
+impl ZombieOutcomes {
+    fn add(&mut self, at_wake: &ZombieMark, now: &ZombieMark) {
+        self.dropped += u64::from(now.lost > at_wake.lost);
+        self.lake_fenced += u64::from(now.failed > at_wake.failed);
+        self.landed_then_fenced +=
+            u64::from(now.landings > at_wake.landings && now.fenced > at_wake.fenced);
+    }
+}
+
+impl std::fmt::Display for ZombieOutcomes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} taken over while asleep; on waking {} dropped their buffers, {} lost a landing \
+             to the lake's fence, {} landed and were refused the offset commit",
+            self.taken_over, self.dropped, self.lake_fenced, self.landed_then_fenced
+        )
     }
 }
 
@@ -173,7 +246,7 @@ fn verify(config: &Path) -> (Option<i32>, serde_json::Value, String) {
 fn chaos(target: Target<'_>, dir: &Path) {
     let began = Instant::now();
     let cycles = env_u64("TRIBUTARY_CHAOS_CYCLES").unwrap_or(30);
-    let rate = env_u64("TRIBUTARY_CHAOS_RATE").unwrap_or(300);
+    let rate = env_u64("TRIBUTARY_CHAOS_RATE").unwrap_or(200);
     let seed = env_u64("TRIBUTARY_CHAOS_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -195,13 +268,12 @@ fn chaos(target: Target<'_>, dir: &Path) {
     std::fs::create_dir_all(&logs).unwrap();
     let mut chaos = Chaos {
         config: config.clone(),
-        env: target.env(),
+        env: worker_env(&target),
         logs,
         lake: LakeCounter::new(&target),
         members: Vec::new(),
         all: Vec::new(),
         started: 0,
-        _target: &target,
     };
     for _ in 0..WORKERS {
         chaos.start_member();
@@ -213,30 +285,35 @@ fn chaos(target: Target<'_>, dir: &Path) {
     );
 
     let (mut kills, mut zombies, mut slices) = (0u64, 0u64, 0u64);
-    // For each zombie: its worker number and its failed landings, fenced
-    // offset commits and lost partitions when it was resumed.
-    let mut zombie_marks: Vec<(usize, Arc<Progress>, u64)> = Vec::new();
+    // What the zombies did in the cycle they woke up in.
+    let mut zombie_outcomes = ZombieOutcomes::default();
     for cycle in 1..=cycles {
         chaos.check_alive();
         let mut spare = None;
         if cycle % ZOMBIE_EVERY == 0 {
             let z = rng.below(WORKERS as u64) as usize;
-            let member = &mut chaos.members[z];
-            member.worker.signal(libc::SIGSTOP);
-            // The deliberate pause: the group must expire the member.
+            let assigned_before = chaos.assigned_except(z);
+            let rows_before = chaos.lake.rows().unwrap_or(0);
+            chaos.members[z].worker.signal(libc::SIGSTOP);
+            // The deliberate pause: the group must expire the member...
             std::thread::sleep(ZOMBIE_PAUSE);
-            let p = &member.progress;
-            let before = p.failed.load(Ordering::SeqCst)
-                + p.count("Offset commit fenced; no longer writing these partitions.")
-                + p.count("Partitions lost; dropping their buffers unlanded.");
+            // ...and, preferably, the others take its partitions over and
+            // land, so that its buffers are stale when it wakes up.
+            let taken_over = try_wait_for(ZOMBIE_TAKEOVER, || {
+                (chaos.assigned_except(z) > assigned_before
+                    && chaos.lake.rows().unwrap_or(0) > rows_before)
+                    .then_some(())
+            })
+            .is_some();
+            let member = &mut chaos.members[z];
             member.worker.signal(libc::SIGCONT);
             member.zombie = true;
             zombies += 1;
-            zombie_marks.push((member.number, p.clone(), before));
-            spare = Some(z);
+            zombie_outcomes.taken_over += u64::from(taken_over);
+            spare = Some((z, member.number, ZombieMark::of(&member.progress)));
         }
         let mut victim = rng.below(WORKERS as u64) as usize;
-        if spare == Some(victim) {
+        if spare.as_ref().map(|(z, _, _)| *z) == Some(victim) {
             victim = (victim + 1 + rng.below(WORKERS as u64 - 1) as usize) % WORKERS;
         }
         let rows_before = chaos.lake.rows().unwrap_or(0);
@@ -249,14 +326,19 @@ fn chaos(target: Target<'_>, dir: &Path) {
         if !reached {
             slices += 1;
         }
+        if let Some((_, number, mark)) = &spare {
+            let member = chaos.members.iter().find(|m| m.number == *number).unwrap();
+            zombie_outcomes.add(mark, &ZombieMark::of(&member.progress));
+        }
         eprintln!(
             "chaos cycle {cycle}/{cycles}: killed worker {}{}, started worker {}; lake {:?} rows \
              (+{grow} {}), produced {}, {:.0?} in",
             dead.number,
-            spare.map_or(String::new(), |z| format!(
-                " after pausing worker {} for {ZOMBIE_PAUSE:?}",
-                chaos.members[if z > victim { z - 1 } else { z }].number
-            )),
+            spare
+                .as_ref()
+                .map_or(String::new(), |(_, number, _)| format!(
+                    " after pausing worker {number} for {ZOMBIE_PAUSE:?}"
+                )),
             chaos.started,
             chaos.lake.rows(),
             if reached {
@@ -295,24 +377,15 @@ fn chaos(target: Target<'_>, dir: &Path) {
     let committed = chaos.lake.rows();
     let landings = chaos.total(|p| p.landings.load(Ordering::SeqCst));
     let failed = chaos.total(|p| p.failed.load(Ordering::SeqCst));
-    let fenced = chaos.count("Offset commit fenced; no longer writing these partitions.");
-    let lost = chaos.count("Partitions lost; dropping their buffers unlanded.");
-    let zombies_fenced = zombie_marks
-        .iter()
-        .filter(|(_, p, before)| {
-            p.failed.load(Ordering::SeqCst)
-                + p.count("Offset commit fenced; no longer writing these partitions.")
-                + p.count("Partitions lost; dropping their buffers unlanded.")
-                > *before
-        })
-        .count();
+    let fenced = chaos.count(FENCED);
+    let lost = chaos.count(LOST);
     let (uncommitted, unnamed) = chaos.lake.uncommitted_files();
 
     let (code, doc, output) = verify(&config);
-    let read = read_lake(Path::new(&lake_location(&target)), "id", s3_of(&target));
+    let read = read_lake(lake_location(&target), "id", s3_of(&target));
     let summary = format!(
         "chaos summary: {cycles} cycles, {total} records produced, {kills} kills, {zombies} zombies \
-         ({zombies_fenced} lost their partitions or were fenced), {slices} cycles ended by the time \
+         ({zombie_outcomes}), {slices} cycles ended by the time \
          slice; {landings} landings, {failed} failed landings, {fenced} fenced offset commits, \
          {lost} lost assignments; committed rows {committed:?}; verify {} (exit {code:?}, {} \
          warnings); readers: rows {} distinct {} min {} max {} (duckdb rows {} distinct {}); \
@@ -337,11 +410,21 @@ fn chaos(target: Target<'_>, dir: &Path) {
         )
     };
 
-    assert_eq!(committed, Some(total), "rows in committed ranges; {}", evidence());
+    assert_eq!(
+        committed,
+        Some(total),
+        "rows in committed ranges; {}",
+        evidence()
+    );
     assert_eq!(code, Some(0), "verify: {output}\n{}", evidence());
     assert_eq!(doc["status"], "consistent", "verify: {output}");
     assert_eq!(read["rows"], total, "pyarrow rows; {}", evidence());
-    assert_eq!(read["distinct_ids"], total, "pyarrow distinct ids; {}", evidence());
+    assert_eq!(
+        read["distinct_ids"],
+        total,
+        "pyarrow distinct ids; {}",
+        evidence()
+    );
     assert_eq!(read["min_id"], 0, "{}", evidence());
     assert_eq!(read["max_id"], total - 1, "{}", evidence());
     assert_eq!(read["duckdb"]["rows"], total, "duckdb rows; {}", evidence());
@@ -351,6 +434,20 @@ fn chaos(target: Target<'_>, dir: &Path) {
         "duckdb distinct ids; {}",
         evidence()
     );
+}
+
+/// The workers' environment: the target's, and storage latency
+/// (`TRIBUTARY_FAULT_STORAGE`, default `latency=100ms`; set
+/// `TRIBUTARY_CHAOS_STORAGE=` to none) so that a landing takes long enough for
+/// a SIGSTOP to catch a worker in the middle of one.
+fn worker_env(target: &Target<'_>) -> Vec<(String, String)> {
+    let mut env = target.env();
+    let faults =
+        std::env::var("TRIBUTARY_CHAOS_STORAGE").unwrap_or_else(|_| "latency=100ms".into());
+    if !faults.is_empty() {
+        env.push(("TRIBUTARY_FAULT_STORAGE".into(), faults));
+    }
+    env
 }
 
 fn lake_location(target: &Target<'_>) -> String {
