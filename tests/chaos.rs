@@ -15,6 +15,11 @@
 //!   more), then `SIGCONT` it: a zombie that wakes up holding buffers of
 //!   partitions that moved, maybe in the middle of a landing, which the
 //!   landing protocol must fence. Then `kill -9` another worker, as above;
+//! * every 5th cycle, take one of the three brokers down for 2–6 s (the
+//!   mock's `broker-down`; its partitions and maybe the group coordinator
+//!   become unreachable), and in every 3rd cycle make the next few requests
+//!   of one kind fail (offset commits, fetches, heartbeats, metadata, with
+//!   retriable errors or `UNKNOWN_MEMBER_ID`);
 //! * wait until the lake (its commit log) has grown by a random amount, or a
 //!   time slice has passed (the group may be rebalancing; killing then is
 //!   part of the chaos).
@@ -27,7 +32,9 @@
 //! The workers' storage requests are slowed (`TRIBUTARY_FAULT_STORAGE=latency=100ms`
 //! unless `TRIBUTARY_CHAOS_STORAGE` says otherwise; it needs the
 //! `fault-injection` build that `./scripts/test.sh` makes) so that a landing
-//! lasts long enough for a SIGSTOP or a `kill -9` to catch it half done.
+//! lasts long enough for a SIGSTOP or a `kill -9` to catch it half done. The
+//! soak adds storage errors, timeouts and lost responses:
+//! `TRIBUTARY_CHAOS_STORAGE="error_rate=0.05,latency=100ms,timeout_rate=0.005,timeout=2s,lost_response_rate=0.01"`.
 //!
 //! `TRIBUTARY_CHAOS_CYCLES` sets the number of cycles (default 30, what CI
 //! runs; `TRIBUTARY_CHAOS_CYCLES=200 ./scripts/test.sh chaos` is a soak) and
@@ -48,6 +55,23 @@ const TOPIC: &str = "orders";
 const GROUP: &str = "chaos-group";
 const PARTITIONS: i32 = 6;
 const WORKERS: usize = 3;
+/// Brokers of the mock cluster; one at a time is taken down.
+const BROKERS: u64 = 3;
+/// Every this many cycles (from the 2nd) a broker goes down for a while.
+const OUTAGE_EVERY: u64 = 5;
+/// Every this many cycles (from the 1st) requests of one kind fail.
+const REQUEST_ERRORS_EVERY: u64 = 3;
+/// Request faults to choose from: (API, error) for the mock's `request-errors`.
+const REQUEST_FAULTS: &[(&str, &str)] = &[
+    ("offset-commit", "request-timed-out"),
+    ("offset-commit", "coordinator-not-available"),
+    ("offset-commit", "not-coordinator"),
+    ("fetch", "not-leader"),
+    ("fetch", "request-timed-out"),
+    ("heartbeat", "rebalance-in-progress"),
+    ("heartbeat", "unknown-member-id"),
+    ("metadata", "request-timed-out"),
+];
 const RECORDS_PER_CYCLE: u64 = 1_500;
 /// Every this many cycles a worker is paused into a zombie first.
 const ZOMBIE_EVERY: u64 = 4;
@@ -170,6 +194,9 @@ impl Chaos {
     }
 }
 
+/// `tributary_lake::faults::INJECTED_STORAGE_FAULT` (that module exists only
+/// in the `fault-injection` build).
+const INJECTED_STORAGE_FAULT: &str = "Injected storage fault.";
 const FENCED: &str = "Offset commit fenced; no longer writing these partitions.";
 const LOST: &str = "Partitions lost; dropping their buffers unlanded.";
 
@@ -262,7 +289,7 @@ fn chaos(target: Target<'_>, dir: &Path) {
     );
     let mut rng = SplitMix64(seed);
 
-    let kafka = MockKafka::start(&[(TOPIC, PARTITIONS)]);
+    let kafka = MockKafka::start_with_brokers(BROKERS as i32, &[(TOPIC, PARTITIONS)]);
     let config = write_config(dir, kafka.bootstrap(), TOPIC, GROUP, &target);
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).unwrap();
@@ -285,6 +312,7 @@ fn chaos(target: Target<'_>, dir: &Path) {
     );
 
     let (mut kills, mut zombies, mut slices) = (0u64, 0u64, 0u64);
+    let (mut outages, mut outage_time, mut request_errors) = (0u64, Duration::ZERO, 0u64);
     // What the zombies did in the cycle they woke up in.
     let mut zombie_outcomes = ZombieOutcomes::default();
     for cycle in 1..=cycles {
@@ -321,6 +349,25 @@ fn chaos(target: Target<'_>, dir: &Path) {
         dead.worker.kill9();
         kills += 1;
         chaos.start_member();
+        let mut broker_fault = String::new();
+        if cycle % REQUEST_ERRORS_EVERY == 1 {
+            let (api, error) = REQUEST_FAULTS[rng.below(REQUEST_FAULTS.len() as u64) as usize];
+            let count = 1 + rng.below(4);
+            kafka.fault(&format!("request-errors {api} {error} {count}"));
+            request_errors += count;
+            broker_fault += &format!(", {count} {api} requests fail with {error}");
+        }
+        if cycle % OUTAGE_EVERY == 2 {
+            let broker = 1 + rng.below(BROKERS);
+            let outage = Duration::from_millis(2_000 + rng.below(4_000));
+            kafka.fault(&format!("broker-down {broker}"));
+            // The outage itself: its length is the fault, not a wait for a condition.
+            std::thread::sleep(outage);
+            kafka.fault(&format!("broker-up {broker}"));
+            outages += 1;
+            outage_time += outage;
+            broker_fault += &format!(", broker {broker} down for {outage:.1?}");
+        }
         let grow = 1 + rng.below(RECORDS_PER_CYCLE);
         let reached = chaos.wait_rows((rows_before + grow).min(total), CYCLE_SLICE);
         if !reached {
@@ -331,8 +378,8 @@ fn chaos(target: Target<'_>, dir: &Path) {
             zombie_outcomes.add(mark, &ZombieMark::of(&member.progress));
         }
         eprintln!(
-            "chaos cycle {cycle}/{cycles}: killed worker {}{}, started worker {}; lake {:?} rows \
-             (+{grow} {}), produced {}, {:.0?} in",
+            "chaos cycle {cycle}/{cycles}: killed worker {}{}, started worker {}{broker_fault}; lake \
+             {:?} rows (+{grow} {}), produced {}, {:.0?} in",
             dead.number,
             spare
                 .as_ref()
@@ -380,13 +427,15 @@ fn chaos(target: Target<'_>, dir: &Path) {
     let fenced = chaos.count(FENCED);
     let lost = chaos.count(LOST);
     let (uncommitted, unnamed) = chaos.lake.uncommitted_files();
+    let storage_faults = chaos.count(INJECTED_STORAGE_FAULT);
 
     let (code, doc, output) = verify(&config);
     let read = read_lake(lake_location(&target), "id", s3_of(&target));
     let summary = format!(
         "chaos summary: {cycles} cycles, {total} records produced, {kills} kills, {zombies} zombies \
          ({zombie_outcomes}), {slices} cycles ended by the time \
-         slice; {landings} landings, {failed} failed landings, {fenced} fenced offset commits, \
+         slice; injected: {storage_faults} storage faults, {outages} broker outages \
+         ({outage_time:.0?} in all), {request_errors} failed broker requests; {landings} landings, {failed} failed landings, {fenced} fenced offset commits, \
          {lost} lost assignments; committed rows {committed:?}; verify {} (exit {code:?}, {} \
          warnings); readers: rows {} distinct {} min {} max {} (duckdb rows {} distinct {}); \
          {:.0?}; seed {seed}",

@@ -60,6 +60,10 @@ use crate::storage::{Created, Storage};
 pub const CRASH_ENV: &str = "TRIBUTARY_FAULT_CRASH";
 /// Environment variable with the storage faults [`Lake::open`](crate::Lake::open) injects.
 pub const STORAGE_ENV: &str = "TRIBUTARY_FAULT_STORAGE";
+
+/// The message of the warning logged for every injected storage fault, so
+/// that a test can count them in a worker's log.
+pub const INJECTED_STORAGE_FAULT: &str = "Injected storage fault.";
 /// Exit code of a process stopped at a crash point.
 pub const CRASH_EXIT_CODE: i32 = 86;
 
@@ -529,6 +533,13 @@ impl Injector {
     }
 
     fn fault(op: Op, path: &str, message: String, took_effect: bool) -> object_store::Error {
+        warn!(
+            operation = op.name(),
+            path,
+            took_effect,
+            fault = %message,
+            "{INJECTED_STORAGE_FAULT}"
+        );
         object_store::Error::Generic {
             store: "FaultyStore",
             source: Box::new(InjectedFault {

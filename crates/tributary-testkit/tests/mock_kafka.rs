@@ -194,3 +194,54 @@ fn binary_exits_zero_on_sigterm() {
     });
     assert!(status.success(), "{status:?}");
 }
+
+/// The group member id librdkafka holds for `consumer` (empty before it joined).
+fn member_id(consumer: &BaseConsumer) -> String {
+    // SAFETY: a live client handle; rd_kafka_memberid returns a malloc'ed
+    // string or null, freed here with rd_kafka_mem_free.
+    unsafe {
+        let ptr = rdkafka::bindings::rd_kafka_memberid(consumer.client().native_ptr());
+        if ptr.is_null() {
+            return String::new();
+        }
+        let id = std::ffi::CStr::from_ptr(ptr).to_string_lossy().into_owned();
+        rdkafka::bindings::rd_kafka_mem_free(consumer.client().native_ptr(), ptr.cast());
+        id
+    }
+}
+
+/// Joins `group` on `topic`, waits for an assignment, returns the member id.
+fn join(bootstrap: &str, group: &str, topic: &str) -> (BaseConsumer, String) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    wait_for(Duration::from_secs(60), "an assignment", || {
+        let _ = consumer.poll(Duration::from_millis(100));
+        let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        (assigned > 0).then_some(())
+    });
+    let id = member_id(&consumer);
+    (consumer, id)
+}
+
+/// The standalone broker gives every new group member a fresh id, where
+/// librdkafka's mock would reuse the freed address of an expired member
+/// (see `member_ids` in the binary): members that come and go never share one.
+#[test]
+fn group_members_get_unique_ids() {
+    let kafka = MockKafka::start(&[("joins", 2)]);
+    let mut seen = HashSet::new();
+    for _ in 0..4 {
+        let (consumer, id) = join(kafka.bootstrap(), "id-check", "joins");
+        assert!(id.starts_with("mock-member-"), "member id {id:?}");
+        assert!(seen.insert(id.clone()), "member id {id} handed out twice");
+        // Leaving frees the member in the broker; the next join allocates anew.
+        consumer.unsubscribe();
+        drop(consumer);
+    }
+}

@@ -145,6 +145,108 @@ fn apply_fault<C: rdkafka::ClientContext>(
     }
 }
 
+/// Unique member ids for the mock's classic consumer groups.
+///
+/// librdkafka's mock coordinator names a new member after the address of its
+/// struct (`"%p"`, `rd_kafka_mock_cgrp_classic_member_add` in
+/// `rdkafka_mock_cgrp.c`). Once a member has expired and been freed, the next
+/// new member often gets the same address and so the same id. A paused client
+/// (a chaos-test zombie) that wakes up and rejoins under its old id is then
+/// taken for that new member; two clients answer for one member and the
+/// second `SyncGroup` aborts the broker process on
+/// `rdkafka_mock_cgrp.c:243 Assertion '!member->resp'`. A real broker hands
+/// out unique ids (`client.id-<uuid>`), so the chaos suite would test the mock's
+/// bug, not Tributary.
+///
+/// The build script links this binary with
+/// `-Wl,--wrap=rd_kafka_mock_cgrp_classic_member_add`, so the JoinGroup handler
+/// calls the wrapper below. For a join without a member id, the wrapper passes
+/// a fresh one (`mock-member-<n>`); the original then creates the member under
+/// that id, exactly as for a client rejoining with a known id.
+#[cfg(mock_member_ids)]
+mod member_ids {
+    use std::ffi::{c_char, c_int, c_void};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// `rd_kafkap_str_t` (rdkafka_proto.h): length (-1 = null) and bytes.
+    #[repr(C)]
+    pub struct KafkapStr {
+        len: c_int,
+        str: *const c_char,
+    }
+
+    extern "C" {
+        fn __real_rd_kafka_mock_cgrp_classic_member_add(
+            mcgrp: *mut c_void,
+            mconn: *mut c_void,
+            resp: *mut c_void,
+            member_id: *const KafkapStr,
+            group_instance_id: *const KafkapStr,
+            protocol_type: *const KafkapStr,
+            protos: *mut c_void,
+            proto_cnt: c_int,
+            session_timeout_ms: c_int,
+        ) -> c_int;
+    }
+
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+
+    /// # Safety
+    /// Called by librdkafka's mock JoinGroup handler with its own arguments.
+    #[no_mangle]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe extern "C" fn __wrap_rd_kafka_mock_cgrp_classic_member_add(
+        mcgrp: *mut c_void,
+        mconn: *mut c_void,
+        resp: *mut c_void,
+        member_id: *const KafkapStr,
+        group_instance_id: *const KafkapStr,
+        protocol_type: *const KafkapStr,
+        protos: *mut c_void,
+        proto_cnt: c_int,
+        session_timeout_ms: c_int,
+    ) -> c_int {
+        // SAFETY: librdkafka passes a valid rd_kafkap_str_t.
+        let empty = member_id.is_null() || unsafe { (*member_id).len } <= 0;
+        if !empty {
+            // SAFETY: the caller's arguments, passed on unchanged.
+            return unsafe {
+                __real_rd_kafka_mock_cgrp_classic_member_add(
+                    mcgrp,
+                    mconn,
+                    resp,
+                    member_id,
+                    group_instance_id,
+                    protocol_type,
+                    protos,
+                    proto_cnt,
+                    session_timeout_ms,
+                )
+            };
+        }
+        let id = format!("mock-member-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let fresh = KafkapStr {
+            len: id.len() as c_int,
+            str: id.as_ptr().cast(),
+        };
+        // SAFETY: as above; `fresh` and `id` outlive the call, and the
+        // original copies the id (RD_KAFKAP_STR_DUP) before returning.
+        unsafe {
+            __real_rd_kafka_mock_cgrp_classic_member_add(
+                mcgrp,
+                mconn,
+                resp,
+                &fresh,
+                group_instance_id,
+                protocol_type,
+                protos,
+                proto_cnt,
+                session_timeout_ms,
+            )
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     match run(args) {
