@@ -83,6 +83,7 @@ pub mod landing;
 mod layout;
 mod local;
 mod partition;
+mod retry;
 mod storage;
 mod verify;
 

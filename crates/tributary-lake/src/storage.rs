@@ -58,14 +58,15 @@ pub(crate) trait Storage: Send + Sync + fmt::Debug {
     async fn delete(&self, path: &str) -> Result<(), LakeError>;
 }
 
-/// Opens the backend a lake URL names (wrapped in the storage faults of
-/// `TRIBUTARY_FAULT_STORAGE` in builds with the `fault-injection` feature).
-/// Does no network I/O.
+/// Opens the backend a lake URL names, retrying its idempotent requests
+/// (see [`crate::retry`]; in builds with the `fault-injection` feature, the
+/// storage faults of `TRIBUTARY_FAULT_STORAGE` are injected beneath the
+/// retries, as a real store's failures would be). Does no network I/O.
 pub(crate) fn open(url: &str, config: &StorageConfig) -> Result<Arc<dyn Storage>, LakeError> {
     let backend = open_backend(url, config)?;
     #[cfg(feature = "fault-injection")]
     let backend = crate::faults::storage_from_env(url, backend)?;
-    Ok(backend)
+    Ok(Arc::new(crate::retry::RetryingStorage::new(backend)))
 }
 
 fn open_backend(url: &str, config: &StorageConfig) -> Result<Arc<dyn Storage>, LakeError> {
