@@ -25,6 +25,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 "$root/scripts/setup-python.sh"
+# Headless Chromium for the status-page test (tests/operate.rs); apt-get when missing.
+"$root/scripts/setup-chromium.sh"
 export TRIBUTARY_REQUIRE_S3=1
 export TRIBUTARY_WEED="${TRIBUTARY_WEED:-$root/.venv/bin/weed}"
 

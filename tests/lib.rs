@@ -123,6 +123,8 @@ impl Progress {
 pub struct Worker {
     child: Child,
     reader: Option<std::thread::JoinHandle<()>>,
+    /// The address its HTTP API reported ("HTTP API listening.").
+    http: Arc<Mutex<Option<String>>>,
 }
 
 impl Worker {
@@ -145,16 +147,37 @@ impl Worker {
         }
         let mut child = spawn_tied(cmd).expect("starting tributary run");
         let stderr = child.stderr.take().expect("piped stderr");
+        let http: Arc<Mutex<Option<String>>> = Arc::default();
+        let http_seen = http.clone();
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                if line.contains("HTTP API listening.") {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                        if let Some(addr) = v.get("addr").and_then(|a| a.as_str()) {
+                            *http_seen.lock().unwrap() = Some(addr.to_string());
+                        }
+                    }
+                }
                 progress.observe(&line);
             }
         });
         Worker {
             child,
             reader: Some(reader),
+            http,
         }
+    }
+
+    /// The address of the worker's HTTP API, once it has logged it.
+    pub fn http_addr(&mut self, timeout: Duration) -> String {
+        let http = self.http.clone();
+        wait_for(timeout, "the worker's HTTP API address", || {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!("tributary exited with {status} before serving HTTP");
+            }
+            http.lock().unwrap().clone()
+        })
     }
 
     /// Sends a signal to the worker process.
@@ -529,6 +552,8 @@ pub fn write_config_with(
         r#"[worker]
 id = "e2e"
 shutdown_timeout = "30s"
+# Many workers per test: any free port (the worker logs the one it got).
+http_addr = "127.0.0.1:0"
 
 [[pipelines]]
 name = "e2e"
@@ -566,4 +591,72 @@ flush = {{ max_records = {max_records}, max_age = "{max_age}" }}
     let path = dir.join("worker.toml");
     std::fs::write(&path, text).expect("writing the config");
     path
+}
+
+/// A response of [`http`].
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Body, as text.
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The body as JSON; panics if it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request to `addr` (a `host:port` on 127.0.0.1), with a
+/// bearer token when given; the connection is closed after the response.
+pub fn http(method: &str, addr: &str, path: &str, token: Option<&str>) -> HttpResponse {
+    use std::io::{Read as _, Write as _};
+    let mut stream =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{method} {path}: no HTTP response: {text}"));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {path}: bad status line: {head}"));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    HttpResponse { status, body }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+    }
+    out
 }

@@ -30,11 +30,9 @@ const OVERRIDABLE_DEFAULTS: [(&str, &str); 3] = [
 ];
 
 /// Builds the consumer properties: owned keys, overridable defaults, then
-/// the passthrough map (TLS, SASL, fetch sizes, ...).
-pub(crate) fn client_config(
-    cfg: &KafkaSourceConfig,
-    pipeline: &str,
-) -> Result<ClientConfig, SourceError> {
+/// the passthrough map (TLS, SASL, fetch sizes, ...). Public so that a
+/// benchmark's consume-only baseline uses exactly the source's settings.
+pub fn client_config(cfg: &KafkaSourceConfig, pipeline: &str) -> Result<ClientConfig, SourceError> {
     if cfg.topics.is_empty() {
         return Err(SourceError::Setup {
             message: "`topics` must name at least one topic or pattern".into(),

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::mem;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -28,26 +29,45 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Records polled but not yet handed to the runtime, grouped per partition.
+///
+/// Keys and payloads are copied out of librdkafka's buffers into one arena
+/// per batch, and the records' [`Bytes`] are slices of it: one allocation
+/// per batch instead of two per record.
 #[derive(Default)]
 pub(crate) struct Gather {
-    batches: Vec<SourceBatch>,
+    batches: Vec<Pending>,
     /// Index of the batch the previous record went to (records come in
     /// runs of one partition, so this is usually the right one).
     last: usize,
     records: usize,
     /// Interned topic names, so that a record costs no allocation for them.
     topics: HashSet<Arc<str>>,
+    /// Keys and payloads of the gathered records, back to back.
+    arena: Vec<u8>,
+    /// Size of the previous batch's arena: the next one starts that large.
+    arena_hint: usize,
 }
+
+/// One partition's records, their keys and payloads still spans of the arena.
+struct Pending {
+    batch: SourceBatch,
+    /// Per record: where its key and payload are in the arena.
+    spans: Vec<Spans>,
+}
+
+/// Where a record's key and payload are in the arena (`None`: null).
+type Spans = (Option<Range<usize>>, Option<Range<usize>>);
 
 impl Gather {
     /// Copies a polled message into the batch of its partition.
     pub(crate) fn push(&mut self, msg: &BorrowedMessage<'_>) {
         let topic = msg.topic();
         let partition = msg.partition();
-        let hit =
-            |b: &SourceBatch| b.partition.partition == partition && &*b.partition.topic == topic;
+        let hit = |p: &Pending| {
+            p.batch.partition.partition == partition && &*p.batch.partition.topic == topic
+        };
         let index = match self.batches.get(self.last) {
-            Some(b) if hit(b) => self.last,
+            Some(p) if hit(p) => self.last,
             _ => match self.batches.iter().position(hit) {
                 Some(i) => i,
                 None => {
@@ -59,23 +79,39 @@ impl Gather {
                             t
                         }
                     };
-                    self.batches.push(SourceBatch {
-                        partition: TopicPartition { topic, partition },
-                        records: Vec::new(),
+                    self.batches.push(Pending {
+                        batch: SourceBatch {
+                            partition: TopicPartition { topic, partition },
+                            records: Vec::new(),
+                        },
+                        spans: Vec::new(),
                     });
                     self.batches.len() - 1
                 }
             },
         };
         self.last = index;
-        let batch = &mut self.batches[index];
-        debug_assert!(batch.last_offset().is_none_or(|o| o < msg.offset()));
-        batch.records.push(RawRecord {
+        if self.arena.capacity() == 0 {
+            self.arena.reserve(self.arena_hint);
+        }
+        let arena = &mut self.arena;
+        let mut copy = |bytes: Option<&[u8]>| {
+            bytes.map(|b| {
+                let start = arena.len();
+                arena.extend_from_slice(b);
+                start..arena.len()
+            })
+        };
+        let spans = (copy(msg.key()), copy(msg.payload()));
+        let pending = &mut self.batches[index];
+        debug_assert!(pending.batch.last_offset().is_none_or(|o| o < msg.offset()));
+        pending.batch.records.push(RawRecord {
             offset: msg.offset(),
             timestamp_ms: msg.timestamp().to_millis(),
-            key: msg.key().map(Bytes::copy_from_slice),
-            payload: msg.payload().map(Bytes::copy_from_slice),
+            key: None,
+            payload: None,
         });
+        pending.spans.push(spans);
         self.records += 1;
     }
 
@@ -88,13 +124,24 @@ impl Gather {
     fn take(&mut self) -> Vec<SourceBatch> {
         self.records = 0;
         self.last = 0;
+        self.arena_hint = self.arena.len();
+        let arena = Bytes::from(mem::take(&mut self.arena));
         mem::take(&mut self.batches)
+            .into_iter()
+            .map(|Pending { mut batch, spans }| {
+                for (record, (key, payload)) in batch.records.iter_mut().zip(spans) {
+                    record.key = key.map(|r| arena.slice(r));
+                    record.payload = payload.map(|r| arena.slice(r));
+                }
+                batch
+            })
+            .collect()
     }
 
     /// Drops the gathered records of partitions matching `pred`.
     fn discard(&mut self, pred: impl Fn(&TopicPartition) -> bool) {
-        self.batches.retain(|b| !pred(&b.partition));
-        self.records = self.batches.iter().map(|b| b.records.len()).sum();
+        self.batches.retain(|p| !pred(&p.batch.partition));
+        self.records = self.batches.iter().map(|p| p.batch.records.len()).sum();
         self.last = 0;
     }
 }
@@ -117,6 +164,11 @@ pub(crate) struct Shared {
     failure: Mutex<Option<PollFailure>>,
     /// Longest the rebalance callback waits for the runtime's answer.
     ack_timeout: Duration,
+    /// Paused by the runtime: assigned partitions are not fetched, including
+    /// partitions assigned while paused.
+    paused: AtomicBool,
+    /// Latest high watermark of each assigned partition (watermark thread).
+    high_watermarks: Mutex<HashMap<TopicPartition, i64>>,
 }
 
 impl Shared {
@@ -129,7 +181,36 @@ impl Shared {
             epoch: AtomicU64::new(0),
             failure: Mutex::new(None),
             ack_timeout,
+            paused: AtomicBool::new(false),
+            high_watermarks: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether fetching is paused.
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// Sets the paused flag (the poll thread applies it to the consumer).
+    pub(crate) fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+    }
+
+    /// Replaces the high watermarks with those of the current assignment.
+    pub(crate) fn set_high_watermarks(&self, marks: HashMap<TopicPartition, i64>) {
+        *lock(&self.high_watermarks) = marks;
+    }
+
+    /// Latest high watermarks of partitions still assigned, sorted.
+    pub(crate) fn high_watermarks(&self) -> Vec<(TopicPartition, i64)> {
+        let assigned = lock(&self.assigned).clone();
+        let mut v: Vec<_> = lock(&self.high_watermarks)
+            .iter()
+            .filter(|(tp, _)| assigned.contains(*tp))
+            .map(|(tp, o)| (tp.clone(), *o))
+            .collect();
+        v.sort();
+        v
     }
 
     /// Sends an event, blocking while the channel is full (backpressure).
@@ -468,9 +549,17 @@ fn assign(
     } else {
         consumer.assign(tpl)
     };
+    if result.is_ok() && shared.is_paused() && !partitions.is_empty() {
+        // Assigned while paused: keep the new partitions from fetching too.
+        if let Err(e) = consumer.pause(tpl) {
+            warn!(error = %e, partitions = %list(&partitions), "Pausing newly assigned partitions failed.");
+        }
+    }
     match result {
         Ok(()) if resolved.is_empty() => {}
-        Ok(()) => info!(positions = %resolved.join(", "), "Partitions assigned."),
+        Ok(()) => {
+            info!(positions = %resolved.join(", "), paused = shared.is_paused(), "Partitions assigned.")
+        }
         Err(e) => {
             shared.forget(&partitions);
             shared.fail(PollFailure::Assign {

@@ -56,15 +56,27 @@
 //! partition after that event comes from the new position.
 //!
 //! While closing, the callback sends nothing and waits for nothing.
+//!
+//! ## Pause and lag
+//!
+//! [`Source::set_paused`] pauses (or resumes) every assigned partition in
+//! librdkafka at once; the group membership and the assignment stay, and
+//! partitions assigned while paused are paused by the rebalance callback
+//! before anything is fetched. A watermark thread queries the high
+//! watermark of every assigned partition once a second
+//! ([`SourceTuning::watermark_interval`]) for [`Source::high_watermarks`],
+//! which the runtime turns into lag.
 
 #![warn(missing_docs)]
 
 mod ack;
+pub mod bounded;
 mod client_config;
 mod commit;
 mod context;
 mod error;
 mod poll_loop;
+mod watermarks;
 
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
@@ -83,6 +95,7 @@ use crate::context::{Shared, SourceContext};
 use crate::error::io_error;
 use crate::poll_loop::{Command, Limits};
 
+pub use crate::client_config::client_config;
 #[doc(no_inline)]
 pub use tributary_core::{ResumeAt, SourceBatch};
 
@@ -96,6 +109,9 @@ pub struct SourceTuning {
     pub channel_capacity: usize,
     /// Longest [`Source::close`] waits for the consumer to leave the group.
     pub close_timeout: Duration,
+    /// How often the high watermarks of assigned partitions are refreshed
+    /// (for [`Source::high_watermarks`], i.e. lag).
+    pub watermark_interval: Duration,
 }
 
 impl Default for SourceTuning {
@@ -104,6 +120,7 @@ impl Default for SourceTuning {
             rebalance_ack_timeout: Duration::from_secs(300),
             channel_capacity: 4,
             close_timeout: Duration::from_secs(30),
+            watermark_interval: Duration::from_secs(1),
         }
     }
 }
@@ -117,6 +134,7 @@ pub struct KafkaSource {
     shared: Arc<Shared>,
     events: mpsc::Receiver<SourceEvent>,
     thread: Option<JoinHandle<()>>,
+    watermark_thread: Option<JoinHandle<()>>,
     done: Option<oneshot::Receiver<()>>,
     close_timeout: Duration,
 }
@@ -179,6 +197,17 @@ impl KafkaSource {
         .map_err(|e| SourceError::Setup {
             message: format!("starting the poll thread failed: {e}"),
         })?;
+        let (watermark_stop, watermark_rx) = std_mpsc::channel();
+        let watermark_thread = watermarks::spawn(
+            format!("kafka-wm-{pipeline}"),
+            consumer.clone(),
+            shared.clone(),
+            watermark_rx,
+            tuning.watermark_interval,
+        )
+        .map_err(|e| SourceError::Setup {
+            message: format!("starting the watermark thread failed: {e}"),
+        })?;
         info!(pipeline, group_id = %cfg.group_id, topics = ?cfg.topics, "Kafka source started.");
         let shared_for_control = shared.clone();
         Ok(Self {
@@ -188,8 +217,10 @@ impl KafkaSource {
             control: Control {
                 shared: shared_for_control,
                 commands,
+                watermark_stop,
             },
             thread: Some(thread),
+            watermark_thread: Some(watermark_thread),
             done: Some(done),
             close_timeout: tuning.close_timeout,
         })
@@ -251,12 +282,14 @@ impl KafkaSource {
 struct Control {
     shared: Arc<Shared>,
     commands: std_mpsc::Sender<Command>,
+    watermark_stop: std_mpsc::Sender<()>,
 }
 
 impl Control {
     fn stop(&self) {
         self.shared.start_closing();
         let _ = self.commands.send(Command::Stop);
+        let _ = self.watermark_stop.send(());
     }
 }
 
@@ -325,6 +358,52 @@ impl Source for KafkaSource {
             })
     }
 
+    /// Pauses or resumes every assigned partition at once (librdkafka's
+    /// pause is thread-safe and drops what was prefetched for a paused
+    /// partition; on resume it fetches again from the next undelivered
+    /// offset, so nothing is skipped). Partitions assigned later while paused
+    /// are paused by the rebalance callback. Records gathered before the call
+    /// may still be delivered.
+    async fn set_paused(&mut self, paused: bool) -> Result<bool, SourceError> {
+        if let Some(failure) = self.shared.failure() {
+            return Err(failure.to_source_error());
+        }
+        self.shared.set_paused(paused);
+        let partitions = self.shared.assignment();
+        let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+        for tp in &partitions {
+            tpl.add_partition(&tp.topic, tp.partition);
+        }
+        let consumer = self.consumer.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let r = if paused {
+                consumer.pause(&tpl)
+            } else {
+                consumer.resume(&tpl)
+            };
+            // A list must not outlive its consumer's use of it.
+            drop(tpl);
+            r
+        })
+        .await
+        .map_err(|e| SourceError::Io {
+            operation: "pause".into(),
+            source: Box::new(e),
+            class: ErrorClass::Permanent,
+        })?;
+        result.map_err(|e| io_error(if paused { "pause" } else { "resume" }, e))?;
+        info!(
+            paused,
+            partitions = partitions.len(),
+            "Fetching paused or resumed."
+        );
+        Ok(true)
+    }
+
+    fn high_watermarks(&self) -> Vec<(TopicPartition, i64)> {
+        self.shared.high_watermarks()
+    }
+
     async fn close(self: Box<Self>) {
         let started = Instant::now();
         self.control.stop();
@@ -332,10 +411,16 @@ impl Source for KafkaSource {
             consumer,
             events,
             thread,
+            watermark_thread,
             done,
             close_timeout,
             ..
         } = *self;
+        // The watermark thread holds a reference to the consumer: let it end
+        // first (it was told to stop; a query in flight takes at most a second).
+        if let Some(t) = watermark_thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
         // Unblocks a poll thread waiting for room in the channel, and drops
         // unanswered acks.
         drop(events);

@@ -62,6 +62,19 @@ impl PartitionBuffer {
             + self.dead_letter.len()
     }
 
+    /// Memory the buffer holds, for the worker's memory budget: the
+    /// allocation of each file encoded so far, the in-progress row group's
+    /// buffers (values not yet paged, dictionaries, encoded pages) and the
+    /// dead-letter lines. Larger than [`PartitionBuffer::size_bytes`], which
+    /// estimates the encoded size.
+    pub fn memory_bytes(&self) -> usize {
+        self.files
+            .iter()
+            .map(|f| f.writer.inner().capacity() + f.writer.memory_size())
+            .sum::<usize>()
+            + self.dead_letter.capacity()
+    }
+
     pub fn append(
         &mut self,
         batch: RowBatch,

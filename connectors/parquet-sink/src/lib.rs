@@ -271,4 +271,11 @@ impl Sink for ParquetSink {
     fn buffered_bytes(&self) -> usize {
         self.buffers.values().map(PartitionBuffer::size_bytes).sum()
     }
+
+    fn buffered_bytes_by_partition(&self) -> Vec<(TopicPartition, usize)> {
+        self.buffers
+            .iter()
+            .map(|(tp, b)| (tp.clone(), b.memory_bytes()))
+            .collect()
+    }
 }

@@ -3,11 +3,15 @@
 //! The `tributary` binary: runs pipelines as a daemon (`run`), checks a
 //! configuration offline (`validate`), audits a sink's lake (`verify`), and
 //! shows the whole path end to end on an in-process Kafka and local disk
-//! (`demo`).
+//! (`demo`), and measures throughput, CPU and memory against baselines
+//! (`bench`).
 
+mod backfill;
+mod bench;
 mod demo;
 mod registry;
 mod run;
+mod serve;
 mod verify;
 
 use std::path::PathBuf;
@@ -83,6 +87,22 @@ enum Command {
         after_help = "Examples:\n  tributary verify --config config/worker.toml\n  tributary verify --config config/worker.toml --pipeline orders-to-lake --json\n  tributary verify --url file:///var/lib/lake/orders --no-checksums\n  tributary verify --url s3://lake/raw/orders   (credentials: AWS_* variables)\n\nExit status: 0 consistent, 1 violation found, 2 could not check."
     )]
     Verify(Box<verify::VerifyArgs>),
+    /// Land a bounded range of a pipeline's topics (by time or offsets), then exit.
+    ///
+    /// The start is resolved per partition (offsets-for-times for a time);
+    /// the end is fixed at start-up (the high watermarks, or the offsets of
+    /// the --until time), so the run ends while producers keep writing.
+    /// Partitions are assigned directly (no consumer group; group offsets
+    /// are never committed) and land through the same commit logs as
+    /// `tributary run`: running it twice, after a crash, or beside a live
+    /// daemon lands every record once. Prints a progress bar on a terminal
+    /// (periodic lines otherwise) and a summary.
+    ///
+    /// Exits 0 when every partition reached its end, 1 otherwise.
+    #[command(
+        after_help = "Examples:\n  tributary backfill --config config/worker.toml --pipeline orders-to-lake --dry-run\n  tributary backfill -c config/worker.toml --pipeline orders-to-lake --from 2024-05-01T00:00:00Z --until 2024-05-02T00:00:00Z\n  tributary backfill -c config/worker.toml --pipeline orders-to-lake --from 0:1000,1:1000 --until latest"
+    )]
+    Backfill(Box<backfill::BackfillArgs>),
     /// Run the whole path on an embedded Kafka and local disk, then say how to read the result.
     ///
     /// Starts an in-process Kafka broker (librdkafka's mock cluster), produces
@@ -100,6 +120,22 @@ enum Command {
         #[arg(long, default_value_t = 30_000)]
         records: u64,
     },
+    /// Measure throughput, CPU and memory against a consume-only client, the codec alone and a Python script.
+    ///
+    /// On an in-process Kafka (librdkafka's mock cluster), per workload and
+    /// partition count: B0 drains the topic with Tributary's client settings
+    /// doing nothing else, B1 runs JSON → Arrow → Parquet in memory, E2E runs
+    /// the real pipeline to Parquet on local disk with offsets committed, and
+    /// B2 runs a confluent-kafka + pyarrow script. Each runs in its own
+    /// process; prints records/s, MB/s, CPU-seconds per GB, peak RSS and the
+    /// ratios as a Markdown table (and JSON with --json).
+    #[command(
+        after_help = "Examples:\n  cargo build --release -p tributary-cli && target/release/tributary bench --json bench.json\n  tributary bench --workloads w1 --partitions 3 --records 100000 --steady-secs 0"
+    )]
+    Bench(Box<bench::BenchArgs>),
+    /// One measurement of `tributary bench` (internal).
+    #[command(hide = true)]
+    BenchRun(Box<bench::measure::RunArgs>),
 }
 
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
@@ -115,10 +151,31 @@ fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Caps glibc's malloc arenas (default: 8 per core) unless `MALLOC_ARENA_MAX`
+/// is set: buffers filled on one thread and freed on another otherwise leave
+/// memory stranded in per-thread arenas. `tributary bench` measured a worker
+/// draining 12 partitions at 423 MiB peak RSS with two arenas against
+/// 520 MiB with glibc's default, at the same throughput.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only changes allocator tuning; called before any
+        // other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let default_filter = match cli.command {
-        Command::Demo { .. } | Command::Verify(_) => "warn",
+        Command::Demo { .. }
+        | Command::Verify(_)
+        | Command::Backfill(_)
+        | Command::Bench(_)
+        | Command::BenchRun(_) => "warn",
         _ => "info",
     };
     if let Err(e) = init_logging(cli.log_format, cli.log.as_deref().unwrap_or(default_filter)) {
@@ -145,8 +202,11 @@ fn main() -> ExitCode {
             Command::Demo { out, records } => {
                 demo::demo(&out, records).await.map(|()| ExitCode::SUCCESS)
             }
+            Command::Bench(args) => bench::bench(*args).await.map(|()| ExitCode::SUCCESS),
+            Command::BenchRun(args) => bench::measure::run(*args).await.map(|()| ExitCode::SUCCESS),
             // Prints its own report and errors; exits 0, 1 or 2.
             Command::Verify(args) => Ok(verify::verify(*args).await),
+            Command::Backfill(args) => backfill::backfill(*args).await,
         }
     });
     // Do not wait for blocking tasks (e.g. a stuck client thread) forever.

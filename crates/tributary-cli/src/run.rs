@@ -7,7 +7,7 @@ use anyhow::Context;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 use tributary_config::Config;
-use tributary_runtime::{Pipeline, PipelineStatus, Shutdown};
+use tributary_runtime::{MemoryBudget, Pipeline, PipelineStatus, Shutdown};
 
 use crate::registry;
 
@@ -37,21 +37,37 @@ pub fn validate(path: &Path) -> anyhow::Result<String> {
 }
 
 /// Builds every pipeline of a config.
+/// Every pipeline shares the worker's memory budget.
 pub fn build(config: &Config) -> anyhow::Result<Vec<Pipeline>> {
+    let budget = MemoryBudget::new(config.worker.memory_budget.0);
+    (0..config.pipelines.len())
+        .map(|index| build_one(config, index, &budget))
+        .collect()
+}
+
+/// Builds pipeline `index` of a config within the worker's `budget` (also
+/// used to rebuild one pipeline when the control API restarts it).
+pub fn build_one(config: &Config, index: usize, budget: &MemoryBudget) -> anyhow::Result<Pipeline> {
     let base = Path::new(".");
-    config
+    let kafka_sources = config
         .pipelines
         .iter()
-        .map(|p| {
-            Ok(Pipeline::new(
-                p.name.clone(),
-                registry::source(p)?,
-                registry::converter(p, base)?,
-                registry::sink(p, &config.worker.id)?,
-                config.worker.shutdown_timeout.0,
-            ))
-        })
-        .collect()
+        .filter(|p| matches!(p.source, tributary_config::SourceConfig::Kafka(_)))
+        .count();
+    let p = registry::within_budget(&config.pipelines[index], budget, kafka_sources);
+    let lag = tributary_runtime::LagPolicy {
+        window: config.worker.lag_window.0,
+        stop_after: config.worker.lag_stop_after.0,
+    };
+    Ok(Pipeline::new(
+        p.name.clone(),
+        registry::source(&p)?,
+        registry::converter(&p, base)?,
+        registry::sink(&p, &config.worker.id)?,
+        config.worker.shutdown_timeout.0,
+    )
+    .with_memory_budget(budget)
+    .with_lag_policy(lag))
 }
 
 /// Runs pipelines until they end, one fails, or `stop` resolves; then drains
@@ -65,9 +81,25 @@ pub async fn run_pipelines(
     let statuses: Vec<_> = pipelines.iter().map(Pipeline::status).collect();
     let mut tasks = JoinSet::new();
     for p in pipelines {
-        tasks.spawn(p.run(shutdown.clone()));
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move { p.run(shutdown).await.map_err(|e| e.to_string()) });
     }
+    join_pipelines(tasks, &trigger, shutdown_timeout, stop).await?;
+    Ok(statuses.iter().map(|s| s.borrow().clone()).collect())
+}
+
+/// Waits for pipeline tasks until they all end. When `stop` resolves or one
+/// fails, asks the others to drain (through `trigger`) and gives them
+/// `shutdown_timeout` (plus the time a revoke may take) before aborting
+/// them. Returns what each finished task returned, or every failure.
+pub async fn join_pipelines<T: 'static>(
+    mut tasks: JoinSet<Result<T, String>>,
+    trigger: &tokio::sync::watch::Sender<bool>,
+    shutdown_timeout: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Vec<T>> {
     let mut failures = Vec::new();
+    let mut finished = Vec::new();
     tokio::pin!(stop);
     let mut stopping = false;
     while !tasks.is_empty() {
@@ -79,14 +111,14 @@ pub async fn run_pipelines(
             }
             done = tasks.join_next() => {
                 match done {
-                    Some(Ok(Ok(()))) => {}
+                    Some(Ok(Ok(value))) => finished.push(value),
                     Some(Ok(Err(e))) => {
                         if !stopping {
                             error!(error = %e, "A pipeline failed; draining the others.");
                             stopping = true;
                             let _ = trigger.send(true);
                         }
-                        failures.push(e.to_string());
+                        failures.push(e);
                     }
                     Some(Err(join)) => {
                         failures.push(format!("pipeline task panicked: {join}"));
@@ -104,9 +136,8 @@ pub async fn run_pipelines(
             }
         }
     }
-    let last = statuses.iter().map(|s| s.borrow().clone()).collect();
     if failures.is_empty() {
-        Ok(last)
+        Ok(finished)
     } else {
         anyhow::bail!("{}", failures.join("; "))
     }
@@ -137,7 +168,7 @@ pub async fn signal() {
 
 /// Checks the fault-injection variables and says when they are armed (builds
 /// with the `fault-injection` feature); elsewhere warns that they are ignored.
-fn fault_injection() -> anyhow::Result<()> {
+pub(crate) fn fault_injection() -> anyhow::Result<()> {
     #[cfg(feature = "fault-injection")]
     {
         use tributary_lake::faults;
@@ -171,8 +202,8 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let config = load_checked(path, Path::new("."))
         .with_context(|| format!("{} is not valid", path.display()))?;
     info!(worker = %config.worker.id, pipelines = config.pipelines.len(), "Worker starting.");
-    let pipelines = build(&config)?;
-    let statuses = run_pipelines(pipelines, config.worker.shutdown_timeout.0, stop).await?;
+    // Pipelines under supervision (restartable), with the HTTP API (serve.rs).
+    let statuses = crate::serve::run_worker(&config, stop).await?;
     for s in statuses {
         info!(
             pipeline = %s.name,

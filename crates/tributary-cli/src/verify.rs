@@ -281,6 +281,7 @@ fn targets(args: &VerifyArgs) -> anyhow::Result<Vec<Target>> {
             let (kafka, no_broker) = match &p.source {
                 SourceConfig::Kafka(k) => (Some(k.clone()), None),
                 SourceConfig::Datagen(_) => (None, Some("datagen source")),
+                SourceConfig::File(_) => (None, Some("file source")),
             };
             Ok(Target {
                 pipeline: Some(p.name.clone()),

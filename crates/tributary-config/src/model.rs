@@ -27,13 +27,32 @@ pub struct WorkerConfig {
     /// Name of this worker, used in logs and in the writer id of files it lands.
     #[serde(default = "default_worker_id")]
     pub id: String,
-    /// Address of the HTTP control API.
+    /// Address of the HTTP control API, `/metrics`, `/healthz`, `/readyz`
+    /// and the status page (port 0: any free port, logged at start).
     #[serde(default = "default_http_addr")]
     pub http_addr: String,
+    /// Bearer token the control API requires (all routes but `/healthz`
+    /// and `/readyz`); best set through `TRIBUTARY_WORKER__HTTP_TOKEN`.
+    #[serde(default)]
+    pub http_token: Option<Secret>,
+    /// File holding the bearer token (a mounted Kubernetes Secret), read at start.
+    #[serde(default)]
+    pub http_token_file: Option<PathBuf>,
+    /// Window over which partition lag health (WARN, STALL) is judged.
+    #[serde(default = "default_lag_window")]
+    pub lag_window: HumanDuration,
+    /// A partition with lag and no offset commit for this long is STOP.
+    #[serde(default = "default_lag_stop_after")]
+    pub lag_stop_after: HumanDuration,
     /// How long a graceful stop (SIGINT/SIGTERM) may take to land and commit
     /// what is buffered before the worker exits anyway.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: HumanDuration,
+    /// Bytes this worker may hold in buffered records across all pipelines:
+    /// open Parquet files and the Kafka clients' prefetch queues. Over it the
+    /// largest buffers are landed early and consumption pauses.
+    #[serde(default = "default_memory_budget")]
+    pub memory_budget: ByteSize,
 }
 
 impl Default for WorkerConfig {
@@ -41,7 +60,12 @@ impl Default for WorkerConfig {
         Self {
             id: default_worker_id(),
             http_addr: default_http_addr(),
+            http_token: None,
+            http_token_file: None,
+            lag_window: default_lag_window(),
+            lag_stop_after: default_lag_stop_after(),
             shutdown_timeout: default_shutdown_timeout(),
+            memory_budget: default_memory_budget(),
         }
     }
 }
@@ -52,8 +76,17 @@ fn default_worker_id() -> String {
 fn default_http_addr() -> String {
     "127.0.0.1:8083".into()
 }
+fn default_lag_window() -> HumanDuration {
+    HumanDuration::from_secs(300)
+}
+fn default_lag_stop_after() -> HumanDuration {
+    HumanDuration::from_secs(900)
+}
 fn default_shutdown_timeout() -> HumanDuration {
     HumanDuration::from_secs(30)
+}
+fn default_memory_budget() -> ByteSize {
+    ByteSize(1 << 30)
 }
 
 /// One pipeline: where records come from, how they are decoded, where they land.
@@ -78,6 +111,8 @@ pub enum SourceConfig {
     Kafka(KafkaSourceConfig),
     /// Synthetic records, for demos and benchmarks.
     Datagen(DatagenSourceConfig),
+    /// Existing JSON-lines, CSV or Parquet files (issue 6: backfill of dumps).
+    File(FileSourceConfig),
 }
 
 /// Where a Kafka partition with no landed data and no committed group offset starts.
@@ -173,6 +208,64 @@ pub struct DatagenSourceConfig {
     /// Seed: the same seed gives the same records.
     #[serde(default)]
     pub seed: u64,
+}
+
+/// Format of the files a [`FileSourceConfig`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFormat {
+    /// One JSON document per line (blank lines are skipped).
+    Jsonl,
+    /// Comma-separated values with a header row; column types are inferred.
+    Csv,
+    /// Apache Parquet.
+    Parquet,
+}
+
+impl InputFormat {
+    /// The file-name suffix selected when `suffix` is not set.
+    pub fn default_suffix(self) -> &'static str {
+        match self {
+            InputFormat::Jsonl => ".jsonl",
+            InputFormat::Csv => ".csv",
+            InputFormat::Parquet => ".parquet",
+        }
+    }
+}
+
+/// Existing files in a local directory or a bucket prefix, each landed
+/// exactly once (its own commit log lane, keyed by its path).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// `file:///abs/dir`, or `s3://bucket/prefix` (any URL a sink takes).
+    pub url: String,
+    /// `jsonl`, `csv` or `parquet`.
+    pub format: InputFormat,
+    /// Name the records carry as their topic; the lake's commit logs of the
+    /// files live under it.
+    #[serde(default = "default_file_topic")]
+    pub topic: String,
+    /// Only files whose name ends with this (default by format: `.jsonl`,
+    /// `.csv`, `.parquet`).
+    #[serde(default)]
+    pub suffix: Option<String>,
+    /// Records per batch handed to the converter.
+    #[serde(default = "default_datagen_batch")]
+    pub batch_size: usize,
+    /// CSV field delimiter: one ASCII character.
+    #[serde(default = "default_csv_delimiter")]
+    pub csv_delimiter: String,
+    /// Cloud storage settings for `url` (as for a sink).
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+fn default_file_topic() -> String {
+    "files".into()
+}
+fn default_csv_delimiter() -> String {
+    ",".into()
 }
 
 fn default_datagen_topic() -> String {

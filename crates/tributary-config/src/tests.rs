@@ -214,3 +214,60 @@ pipelines:
     validate(&c).unwrap();
     assert_eq!(c.worker.shutdown_timeout.0.as_secs(), 30);
 }
+
+/// The file source (issue 6): parses with defaults; bad keys are named.
+#[test]
+fn file_source_parses_and_bad_keys_are_named() {
+    let file = |source: &str| {
+        EXAMPLE.replace(
+            "type = \"kafka\"\nbootstrap_servers = \"localhost:9092\"\ntopics = [\"orders\"]\ngroup_id = \"tributary-orders\"\nstart = \"earliest\"\nlibrdkafka = { \"security.protocol\" = \"PLAINTEXT\" }",
+            source,
+        )
+    };
+    let c = parse(
+        &file("type = \"file\"\nurl = \"file:///data/dumps\"\nformat = \"csv\""),
+        &[],
+    )
+    .unwrap();
+    validate(&c).unwrap();
+    let SourceConfig::File(f) = &c.pipelines[0].source else {
+        panic!("file source expected")
+    };
+    assert_eq!(f.format, crate::InputFormat::Csv);
+    assert_eq!(f.topic, "files");
+    assert_eq!(f.csv_delimiter, ",");
+    for (source, key) in [
+        (
+            "type = \"file\"\nurl = \"dumps\"\nformat = \"csv\"",
+            "pipelines.0.source.url",
+        ),
+        (
+            "type = \"file\"\nurl = \"file://dumps\"\nformat = \"csv\"",
+            "pipelines.0.source.url",
+        ),
+        (
+            "type = \"file\"\nurl = \"file:///d\"\nformat = \"csv\"\ncsv_delimiter = \";;\"",
+            "pipelines.0.source.csv_delimiter",
+        ),
+        (
+            "type = \"file\"\nurl = \"file:///d\"\nformat = \"jsonl\"\nbatch_size = 0",
+            "pipelines.0.source.batch_size",
+        ),
+        (
+            "type = \"file\"\nurl = \"file:///d\"\nformat = \"jsonl\"\ntopic = \"a/b\"",
+            "pipelines.0.source.topic",
+        ),
+    ] {
+        let err = validate(&parse(&file(source), &[]).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{source}: {err}");
+    }
+    let err = parse(
+        &file("type = \"file\"\nurl = \"file:///d\"\nformat = \"xml\""),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("xml"), "{err}");
+}

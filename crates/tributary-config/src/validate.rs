@@ -34,6 +34,22 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
             format!("{:?} is not an address like 127.0.0.1:8083", w.http_addr),
         ));
     }
+    if w.http_token.is_some() && w.http_token_file.is_some() {
+        return Err(ConfigError::invalid(
+            "worker.http_token_file",
+            "set either worker.http_token or worker.http_token_file, not both",
+        ));
+    }
+    if w.lag_window.0.is_zero() || w.lag_stop_after.0.is_zero() {
+        return Err(ConfigError::invalid(
+            if w.lag_window.0.is_zero() {
+                "worker.lag_window"
+            } else {
+                "worker.lag_stop_after"
+            },
+            "must be greater than zero",
+        ));
+    }
     if w.shutdown_timeout.0.is_zero() {
         return Err(ConfigError::invalid(
             "worker.shutdown_timeout",
@@ -164,6 +180,61 @@ fn validate_source(key: &str, source: &SourceConfig) -> Result<(), ConfigError> 
                 ));
             }
         }
+        SourceConfig::File(f) => validate_file_source(key, f)?,
+    }
+    Ok(())
+}
+
+fn validate_file_source(key: &str, f: &crate::FileSourceConfig) -> Result<(), ConfigError> {
+    let scheme = f.url.split_once("://").map(|(s, _)| s);
+    if !scheme.is_some_and(|s| SINK_SCHEMES.contains(&s)) {
+        return Err(ConfigError::invalid(
+            format!("{key}.url"),
+            format!(
+                "{:?} must start with one of {}",
+                f.url,
+                SINK_SCHEMES.map(|s| format!("{s}://")).join(", ")
+            ),
+        ));
+    }
+    let rest = &f.url[f.url.find("://").map_or(0, |i| i + 3)..];
+    if scheme == Some("file") && !rest.starts_with('/') {
+        return Err(ConfigError::invalid(
+            format!("{key}.url"),
+            "file URLs need an absolute path: file:///data/dumps",
+        ));
+    }
+    if f.topic.is_empty()
+        || !f
+            .topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err(ConfigError::invalid(
+            format!("{key}.topic"),
+            format!(
+                "{:?} must be non-empty and use only letters, digits, '.', '_' and '-'",
+                f.topic
+            ),
+        ));
+    }
+    if f.batch_size == 0 {
+        return Err(ConfigError::invalid(
+            format!("{key}.batch_size"),
+            "must be at least 1",
+        ));
+    }
+    if f.csv_delimiter.len() != 1 || !f.csv_delimiter.is_ascii() {
+        return Err(ConfigError::invalid(
+            format!("{key}.csv_delimiter"),
+            format!("{:?} must be exactly one ASCII character", f.csv_delimiter),
+        ));
+    }
+    if f.suffix.as_deref() == Some("") {
+        return Err(ConfigError::invalid(
+            format!("{key}.suffix"),
+            "must not be empty (leave it out to select by format)",
+        ));
     }
     Ok(())
 }

@@ -79,6 +79,26 @@ pub trait Source: Send {
     /// answers with [`SourceEvent::Seeked`] once the new position is in effect.
     async fn seek(&mut self, partition: &TopicPartition, offset: i64) -> Result<(), SourceError>;
 
+    /// Stops (`true`) or restarts (`false`) fetching from every partition this
+    /// source holds or is assigned later, keeping group membership and the
+    /// assignment; rebalance events keep flowing while paused. Returns
+    /// `Ok(true)` when the source did it itself; `Ok(false)` (the default)
+    /// when it has no such control, and the runtime must instead stop
+    /// calling [`Source::next`] while paused (right for sources without a
+    /// group to stay alive in).
+    async fn set_paused(&mut self, paused: bool) -> Result<bool, SourceError> {
+        let _ = paused;
+        Ok(false)
+    }
+
+    /// The latest known high watermark (offset the next record will get) of
+    /// each partition this source holds, for lag. Must not block: a source
+    /// refreshes them in the background. Empty (the default) for sources
+    /// without watermarks.
+    fn high_watermarks(&self) -> Vec<(TopicPartition, i64)> {
+        Vec::new()
+    }
+
     /// Leaves the group and releases resources, within a bounded time. The
     /// runtime has landed and committed what it holds before calling this,
     /// so the source must not wait for acknowledgements while closing.
@@ -138,4 +158,14 @@ pub trait Sink: Send {
 
     /// Bytes held in buffers (encoded and in-progress).
     fn buffered_bytes(&self) -> usize;
+
+    /// Memory held per buffered partition, for the worker's memory budget
+    /// and for choosing which buffers to land early. The default spreads
+    /// [`Sink::buffered_bytes`] evenly; sinks that know better (allocations,
+    /// not encoded sizes) say so.
+    fn buffered_bytes_by_partition(&self) -> Vec<(TopicPartition, usize)> {
+        let partitions = self.buffered();
+        let each = self.buffered_bytes() / partitions.len().max(1);
+        partitions.into_iter().map(|tp| (tp, each)).collect()
+    }
 }

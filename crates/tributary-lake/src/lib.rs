@@ -84,6 +84,7 @@ mod layout;
 mod local;
 mod partition;
 mod retry;
+mod source_manifest;
 mod storage;
 mod verify;
 
@@ -101,4 +102,5 @@ pub use layout::{
     new_writer_id, CONTROL_DIR, DEAD_LETTER_DIR, HINT_FILE,
 };
 pub use partition::PartitionTemplate;
+pub use source_manifest::source_manifest_path;
 pub use verify::{LakeReport, OrphanFile, PartitionReport, Problem, ProblemKind, VerifyOptions};

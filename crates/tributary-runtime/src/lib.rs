@@ -20,7 +20,10 @@
 //! * a fenced offset commit (stale generation) makes the worker stop writing
 //!   the partition until it is assigned again;
 //! * shutdown stops polling, lands what is buffered, commits, and closes the
-//!   source within the shutdown timeout.
+//!   source within the shutdown timeout;
+//! * a [`PipelineControl`] pauses and resumes consumption (the partitions
+//!   stay assigned); once a second the pipeline samples the source's high
+//!   watermarks and judges each partition's lag ([`LagPolicy`], [`LagStatus`]).
 //!
 //! ## Features
 //!
@@ -34,8 +37,17 @@
 
 #![warn(missing_docs)]
 
+mod control;
+mod health;
+pub mod memory;
 mod pipeline;
 mod status;
 
+pub use control::{ControlError, PipelineControl};
+pub use health::LagPolicy;
+pub use memory::MemoryBudget;
 pub use pipeline::{Pipeline, RuntimeError, Shutdown};
-pub use status::{PartitionStatus, PipelineState, PipelineStatus, Totals};
+pub use status::{
+    Histogram, LagStatus, PartitionStatus, PipelineState, PipelineStatus, RecentFile, Timings,
+    Totals, DURATION_BUCKETS, RECENT_FILES,
+};

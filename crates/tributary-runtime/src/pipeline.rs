@@ -3,14 +3,20 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 use tributary_core::{
     ConvertError, ErrorClass, Landed, ResumeAt, Sink, SinkError, Source, SourceError, SourceEvent,
     TopicPartition,
 };
 
-use crate::status::{PipelineState, PipelineStatus};
+use crate::control::{Command, PipelineControl};
+use crate::health::{LagPolicy, LagTracker};
+use crate::memory::{self, BudgetShare, MemoryBudget};
+use crate::status::{PipelineState, PipelineStatus, RecentFile, RECENT_FILES};
+
+/// How often lag and buffered bytes are sampled (control API).
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Marks a crash point (`tributary_lake::faults::CrashPoint::$point`);
 /// compiles to nothing without the `fault-injection` feature.
@@ -25,6 +31,9 @@ macro_rules! crash_point {
 /// storage failures before the pipeline gives up. Well inside the time the
 /// Kafka source waits for the answer (`rebalance_ack_timeout`, 5 min).
 const OPEN_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// How often a pipeline paused by the memory budget looks again.
+const MEMORY_RECHECK: Duration = Duration::from_millis(50);
 
 /// Why a pipeline stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +117,21 @@ pub struct Pipeline {
     seeking: HashSet<TopicPartition>,
     /// Partitions cooling down after a transient landing failure.
     retry: HashMap<TopicPartition, (Instant, u32)>,
+    // --- control API (pause/resume, lag health) ---
+    /// Commands from [`PipelineControl`] handles.
+    commands: mpsc::Receiver<Command>,
+    /// Kept so that [`Pipeline::control`] can hand out senders.
+    command_tx: mpsc::Sender<Command>,
+    /// Paused through the control API.
+    paused: bool,
+    /// Paused, and the source cannot pause itself: `next()` is not called.
+    hold_source: bool,
+    lag: LagTracker,
+    // --- end control API ---
+    /// This pipeline's part of the worker's memory budget, if it has one.
+    memory: Option<BudgetShare>,
+    /// Reading from the source is paused: the budget is exhausted.
+    memory_paused: bool,
 }
 
 impl Pipeline {
@@ -124,6 +148,7 @@ impl Pipeline {
             name: name.clone(),
             ..Default::default()
         });
+        let (command_tx, commands) = mpsc::channel(8);
         Self {
             name,
             source,
@@ -134,6 +159,34 @@ impl Pipeline {
             owned: HashSet::new(),
             seeking: HashSet::new(),
             retry: HashMap::new(),
+            commands,
+            command_tx,
+            paused: false,
+            hold_source: false,
+            lag: LagTracker::new(LagPolicy::default()),
+            memory: None,
+            memory_paused: false,
+        }
+    }
+
+    /// Makes the pipeline keep its sink buffers within `budget`, shared with
+    /// the other pipelines given the same budget (see [`crate::memory`]).
+    pub fn with_memory_budget(mut self, budget: &MemoryBudget) -> Self {
+        self.memory = Some(budget.share());
+        self
+    }
+
+    /// Judges lag health with this policy instead of the default.
+    pub fn with_lag_policy(mut self, policy: LagPolicy) -> Self {
+        self.lag = LagTracker::new(policy);
+        self
+    }
+
+    /// A handle to pause and resume this pipeline while it runs.
+    pub fn control(&self) -> PipelineControl {
+        PipelineControl {
+            name: self.name.clone(),
+            tx: self.command_tx.clone(),
         }
     }
 
@@ -178,15 +231,24 @@ impl Pipeline {
     }
 
     async fn run_loop(&mut self, shutdown: &mut Shutdown) -> Result<(), RuntimeError> {
+        let mut sample = tokio::time::interval(SAMPLE_EVERY);
+        sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let deadline = self.next_deadline();
+            let mut deadline = self.next_deadline();
+            if self.memory_paused {
+                // Look again soon: other pipelines may have landed meanwhile.
+                let recheck = Instant::now() + MEMORY_RECHECK;
+                deadline = Some(deadline.map_or(recheck, |d| d.min(recheck)));
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.requested() => {
                     info!(pipeline = %self.name, "Shutdown requested; landing buffered records.");
                     return Ok(());
                 }
-                event = self.source.next() => {
+                Some(command) = self.commands.recv() => self.command(command).await,
+                _ = sample.tick() => self.sample(),
+                event = self.source.next(), if !self.memory_paused && !self.hold_source => {
                     let event = event.map_err(|source| RuntimeError::Source { pipeline: self.name.clone(), source })?;
                     if !self.handle(event, shutdown).await? {
                         info!(pipeline = %self.name, "Source finished; landing buffered records.");
@@ -205,7 +267,44 @@ impl Pipeline {
             if !due.is_empty() {
                 self.land_and_commit(&due).await?;
             }
+            self.relieve_memory().await?;
         }
+    }
+
+    /// Under memory pressure, lands the largest buffers early; pauses reading
+    /// while the budget stays exhausted (see [`crate::memory`]).
+    async fn relieve_memory(&mut self) -> Result<(), RuntimeError> {
+        let Some(share) = &self.memory else {
+            return Ok(());
+        };
+        let limit = share.budget().sink_limit();
+        let mut own = self.sink.buffered_bytes_by_partition();
+        share.report(own.iter().map(|(_, b)| b).sum());
+        let now = Instant::now();
+        own.retain(|(tp, _)| {
+            self.owned.contains(tp) && !self.seeking.contains(tp) && !self.cooling(tp, now)
+        });
+        let early = memory::early_flush(&own, share.others(), limit);
+        if !early.is_empty() {
+            debug!(pipeline = %self.name, partitions = ?early, limit, "Over the memory budget; landing the largest buffers early.");
+            self.land_and_commit(&early).await?;
+        }
+        let Some(share) = &self.memory else {
+            return Ok(());
+        };
+        share.report(
+            self.sink
+                .buffered_bytes_by_partition()
+                .iter()
+                .map(|(_, b)| b)
+                .sum(),
+        );
+        let paused = share.over();
+        if paused != self.memory_paused {
+            info!(pipeline = %self.name, paused, held = share.budget().used(), limit, "Memory budget: reading {}.", if paused { "paused" } else { "resumed" });
+            self.memory_paused = paused;
+        }
+        Ok(())
     }
 
     /// The next instant the loop must wake up without a source event.
@@ -277,8 +376,14 @@ impl Pipeline {
                     self.owned.insert(tp.clone());
                     self.seeking.remove(tp);
                     self.retry.remove(tp);
+                    self.lag.assigned(tp, Instant::now());
+                    let state = if self.paused {
+                        PipelineState::Paused
+                    } else {
+                        PipelineState::Running
+                    };
                     self.status.send_modify(|s| {
-                        s.state = PipelineState::Running;
+                        s.state = state;
                         let p = s.partitions.entry(tp.clone()).or_default();
                         p.assigned = true;
                         if let ResumeAt::Offset(o) = at {
@@ -334,6 +439,10 @@ impl Pipeline {
                 Err(e) => e,
             };
             let pause = backoff(attempt);
+            self.status.send_modify(|s| {
+                *s.errors.entry("open").or_default() += 1;
+                *s.retries.entry("open").or_default() += 1;
+            });
             if source.class() != ErrorClass::Retryable || Instant::now() + pause > give_up_at {
                 return Err(RuntimeError::Sink {
                     pipeline: self.name.clone(),
@@ -363,11 +472,15 @@ impl Pipeline {
             self.owned.remove(tp);
             self.seeking.remove(tp);
             self.retry.remove(tp);
+            self.lag.released(tp);
         }
         self.status.send_modify(|s| {
             for tp in partitions {
                 if let Some(p) = s.partitions.get_mut(tp) {
                     p.assigned = false;
+                    p.lag = None;
+                    p.high_watermark = None;
+                    p.lag_status = Default::default();
                 }
             }
         });
@@ -378,7 +491,21 @@ impl Pipeline {
         if partitions.is_empty() {
             return Ok(());
         }
+        let flush_started = Instant::now();
+        let result = self.land_and_commit_timed(partitions).await;
+        self.status
+            .send_modify(|s| s.timings.flush.observe(flush_started.elapsed()));
+        result
+    }
+
+    async fn land_and_commit_timed(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<(), RuntimeError> {
+        let landing_started = Instant::now();
         let results = self.sink.land(partitions).await;
+        self.status
+            .send_modify(|s| s.timings.landing.observe(landing_started.elapsed()));
         let mut commits = Vec::new();
         let mut fatal = None;
         for (tp, result) in results {
@@ -390,7 +517,14 @@ impl Pipeline {
                 }
                 Ok(None) => {}
                 Err(e) => {
+                    let kind = if matches!(e, SinkError::Conflict { .. }) {
+                        "landing_conflict"
+                    } else {
+                        "landing"
+                    };
                     self.status.send_modify(|s| {
+                        *s.errors.entry(kind).or_default() += 1;
+                        *s.retries.entry("landing").or_default() += 1;
                         s.totals.failed_landings += 1;
                         s.partitions.entry(tp.clone()).or_default().last_error =
                             Some(e.to_string());
@@ -471,18 +605,49 @@ impl Pipeline {
             p.landed_offset = Some(landed.next_offset());
             p.last_landing = Some(SystemTime::now());
             p.last_error = None;
+            for f in &landed.files {
+                if s.recent_files.len() == RECENT_FILES {
+                    s.recent_files.pop_front();
+                }
+                s.recent_files.push_back(RecentFile {
+                    partition: landed.partition.clone(),
+                    path: f.path.clone(),
+                    rows: f.rows,
+                    bytes: f.bytes,
+                    landed_at: SystemTime::now(),
+                });
+            }
         });
     }
 
     async fn commit(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<(), RuntimeError> {
         crash_point!(BeforeOffsetCommit);
+        let commit_started = Instant::now();
         let committed = self.source.commit(offsets).await;
+        let took = commit_started.elapsed();
         crash_point!(AfterOffsetCommit);
+        let kind = match &committed {
+            Ok(()) => None,
+            Err(SourceError::Fenced { .. }) => Some("offset_commit_fenced"),
+            Err(_) => Some("offset_commit"),
+        };
+        self.status.send_modify(|s| {
+            s.timings.source_commit.observe(took);
+            if let Some(kind) = kind {
+                *s.errors.entry(kind).or_default() += 1;
+            }
+        });
         match committed {
             Ok(()) => {
+                let now = Instant::now();
+                for (tp, _) in offsets {
+                    self.lag.committed(tp, now);
+                }
                 self.status.send_modify(|s| {
                     for (tp, o) in offsets {
-                        s.partitions.entry(tp.clone()).or_default().committed_offset = Some(*o);
+                        let p = s.partitions.entry(tp.clone()).or_default();
+                        p.committed_offset = Some(*o);
+                        p.last_commit = Some(SystemTime::now());
                     }
                 });
                 Ok(())
@@ -493,6 +658,8 @@ impl Pipeline {
                 Ok(())
             }
             Err(e) if e.class() == ErrorClass::Retryable => {
+                self.status
+                    .send_modify(|s| *s.retries.entry("offset_commit").or_default() += 1);
                 // The lake already holds the range; the next commit carries the offset forward.
                 warn!(pipeline = %self.name, error = %e, "Offset commit failed; will be carried by the next one.");
                 Ok(())
@@ -524,6 +691,72 @@ impl Pipeline {
         }
     }
 }
+
+// --- control API (pause/resume, lag health) ---
+impl Pipeline {
+    /// Carries out a command from a [`PipelineControl`].
+    async fn command(&mut self, command: Command) {
+        match command {
+            Command::Pause { paused, done } => {
+                let result = match self.source.set_paused(paused).await {
+                    Ok(by_source) => {
+                        self.paused = paused;
+                        // A source that cannot pause itself is simply not polled.
+                        self.hold_source = paused && !by_source;
+                        let running = !self.owned.is_empty();
+                        self.status.send_modify(|s| {
+                            s.state = match (paused, running) {
+                                (true, _) => PipelineState::Paused,
+                                (false, true) => PipelineState::Running,
+                                (false, false) => PipelineState::Starting,
+                            };
+                        });
+                        info!(pipeline = %self.name, paused, "Pipeline paused or resumed.");
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = done.send(result);
+            }
+        }
+    }
+
+    /// Samples the high watermarks, judges lag, and records buffered bytes.
+    fn sample(&mut self) {
+        let marks: HashMap<TopicPartition, i64> =
+            self.source.high_watermarks().into_iter().collect();
+        let now = Instant::now();
+        let buffered = self.sink.buffered_bytes() as u64;
+        let mut judged = Vec::new();
+        {
+            let status = self.status.borrow();
+            for tp in &self.owned {
+                let Some(high) = marks.get(tp).copied() else {
+                    continue;
+                };
+                let p = status.partitions.get(tp);
+                let committed = p.and_then(|p| p.committed_offset);
+                let position = committed.or(p.and_then(|p| p.landed_offset));
+                let lag = position.map(|pos| (high - pos).max(0));
+                // With no known position yet, count the whole partition as lag.
+                let health = self
+                    .lag
+                    .observe(tp, committed, lag.unwrap_or(high.max(0)), now);
+                judged.push((tp.clone(), high, lag, health));
+            }
+        }
+        self.status.send_modify(|s| {
+            s.buffered_bytes = buffered;
+            for (tp, high, lag, health) in judged {
+                let p = s.partitions.entry(tp).or_default();
+                p.high_watermark = Some(high);
+                p.lag = lag;
+                p.lag_status = health;
+            }
+        });
+    }
+}
+// --- end control API ---
 
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {

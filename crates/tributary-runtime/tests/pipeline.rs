@@ -249,6 +249,8 @@ struct Harness {
     lake: Arc<Mutex<Lake>>,
     stop: tokio::sync::watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<Result<(), tributary_runtime::RuntimeError>>>,
+    control: tributary_runtime::PipelineControl,
+    status: tokio::sync::watch::Receiver<tributary_runtime::PipelineStatus>,
 }
 
 fn start(max_records: usize) -> Harness {
@@ -274,6 +276,8 @@ fn start(max_records: usize) -> Harness {
         Duration::from_secs(5),
     );
     let (stop, shutdown) = Shutdown::new();
+    let control = pipeline.control();
+    let status = pipeline.status();
     let task = tokio::spawn(pipeline.run(shutdown));
     Harness {
         events,
@@ -282,6 +286,8 @@ fn start(max_records: usize) -> Harness {
         lake,
         stop,
         task: Some(task),
+        control,
+        status,
     }
 }
 
@@ -541,4 +547,38 @@ async fn shutdown_interrupts_recovery_retries() {
     h.finish().await;
     assert!(rx.await.is_err(), "the partitions were left unanswered");
     assert!(h.lake.lock().unwrap().opens < 5);
+}
+
+/// A source that cannot pause itself is not polled while paused: records
+/// wait in it, the assignment stays, and they land after resume.
+#[tokio::test]
+async fn pause_stops_consuming_and_resume_lands_what_waited() {
+    use tributary_runtime::PipelineState;
+    let mut h = start(10);
+    h.assign(&[0]).await;
+    h.send(batch(0, 0..10));
+    h.until("first commit", |s| {
+        s.contains(&Seen::Commit(vec![(tp(0), 10)]))
+    })
+    .await;
+    h.control.pause().await.unwrap();
+    assert_eq!(h.status.borrow().state, PipelineState::Paused);
+    h.send(batch(0, 10..20));
+    // Commands are handled in order with events: once a second pause is
+    // answered the loop has turned, and it has not taken the records.
+    h.control.pause().await.unwrap();
+    {
+        let s = h.status.borrow();
+        assert_eq!(s.totals.consumed, 10, "nothing consumed while paused");
+        assert!(s.partitions[&tp(0)].assigned, "still assigned while paused");
+    }
+    h.control.resume().await.unwrap();
+    h.until("commit after resume", |s| {
+        s.contains(&Seen::Commit(vec![(tp(0), 20)]))
+    })
+    .await;
+    assert_eq!(h.status.borrow().state, PipelineState::Running);
+    h.events.send(SourceEvent::End).unwrap();
+    h.finish().await;
+    assert_eq!(h.landed(0), (0..20).collect::<Vec<_>>());
 }

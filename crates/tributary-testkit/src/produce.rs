@@ -106,7 +106,10 @@ impl ProducerContext for DeliveryCounter {
 /// Record `seq` goes to partition `seq % partitions` (deterministic: the
 /// topic's partition count is read from the broker's metadata), keyed by its
 /// decimal id, with the payload of `spec.kind`. The producer uses
-/// `compression.type=lz4`, `linger.ms=5` and `acks=all`. With `spec.rate`
+/// `compression.type=lz4`, `linger.ms=5`, `acks=all` and idempotence: a
+/// retry after a lost response (a broker taken down, an injected error) must
+/// not write a record twice, since the tests count every id exactly once in
+/// the lake. With `spec.rate`
 /// the records are spread evenly over time, so that a consumer can drain them
 /// as they arrive (the mock broker keeps only 5 MiB per partition).
 pub fn produce(
@@ -124,7 +127,7 @@ pub fn produce(
         .set("compression.type", "lz4")
         .set("linger.ms", "5")
         .set("acks", "all")
-        .set("enable.idempotence", "false")
+        .set("enable.idempotence", "true")
         .set("queue.buffering.max.messages", "200000")
         .set("message.timeout.ms", "60000")
         .create_with_context(context)

@@ -30,7 +30,7 @@ to --ready-file if given). With --produce N it then produces N records and print
 Produced records: record `seq` (from --first-seq) goes to partition `seq % partitions`, keyed \
 by its decimal id (= seq), with an `orders` payload (tributary_datagen_source::order_json, \
 ~230 bytes) or a `small` one (~78 bytes); producer settings compression.type=lz4, linger.ms=5, \
-acks=all.
+acks=all, enable.idempotence=true (no duplicates after retries).
 
 With --bootstrap no mock is started: the records are produced into that existing cluster and \
 the program exits after printing PRODUCED=<n>.";

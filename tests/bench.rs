@@ -1,0 +1,87 @@
+//! Smoke run of `tributary bench`: the harness works end to end (every
+//! measurement of every workload, the Python baseline, steady mode, JSON and
+//! Markdown output). It checks that the figures exist and are sane, never
+//! how fast anything is.
+
+use std::process::Command;
+
+use serde_json::Value;
+use tributary_testkit::{bin_path, python};
+
+#[test]
+fn bench_reports_every_measurement_of_every_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let md = dir.path().join("report.md");
+    let out = Command::new(bin_path("tributary"))
+        .args(["bench", "--workloads", "w1,w3,w4", "--partitions", "2"])
+        .args(["--records", "3000", "--records-small-large", "1500"])
+        .args(["--steady-secs", "2", "--memory-budget", "64MiB"])
+        .arg("--python")
+        .arg(python())
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .arg("--json")
+        .arg(&json)
+        .arg("--markdown")
+        .arg(&md)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed:\n{stdout}\n{stderr}");
+
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    for w in ["w1", "w3", "w4"] {
+        for m in ["B0", "B1", "E2E", "B2"] {
+            let row = rows
+                .iter()
+                .find(|r| r["workload"] == w && r["measurement"] == m)
+                .unwrap_or_else(|| panic!("no {w} {m} row in {report:#}"));
+            let records = if w == "w1" { 3000 } else { 1500 };
+            assert_eq!(row["records"], records, "{row}");
+            for key in [
+                "record_bytes",
+                "records_per_s",
+                "mb_per_s",
+                "cpu_s_per_gb",
+                "peak_rss_mib",
+            ] {
+                let v = row[key].as_f64().unwrap();
+                assert!(v.is_finite() && v > 0.0, "{w} {m} {key} = {v}");
+            }
+        }
+    }
+    let ratios = report["ratios"].as_array().unwrap();
+    assert_eq!(ratios.len(), 3, "{report:#}");
+    for r in ratios {
+        for key in ["e2e_over_b0", "e2e_over_b1", "e2e_over_b2"] {
+            assert!(r[key].as_f64().is_some_and(|v| v > 0.0), "{r}");
+        }
+    }
+    let steady = &report["steady"][0];
+    assert_eq!(steady["workload"], "w1", "{report:#}");
+    let (p50, p99) = (
+        steady["p50_ms"].as_f64().unwrap(),
+        steady["p99_ms"].as_f64().unwrap(),
+    );
+    assert!(p50 >= 0.0 && p99 >= p50, "{steady}");
+
+    let markdown = std::fs::read_to_string(&md).unwrap();
+    assert_eq!(
+        markdown,
+        stdout.trim_end_matches('\n').to_string() + "\n",
+        "stdout is the Markdown report"
+    );
+    let data_lines = markdown
+        .lines()
+        .filter(|l| {
+            ["| w1 |", "| w3 |", "| w4 |"]
+                .iter()
+                .any(|w| l.starts_with(w))
+        })
+        .count();
+    // 12 measurements, 3 ratio rows, 1 steady row.
+    assert_eq!(data_lines, 12 + 3 + 1, "{markdown}");
+}
