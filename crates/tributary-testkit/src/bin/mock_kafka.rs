@@ -208,35 +208,21 @@ mod member_ids {
     ) -> c_int {
         // SAFETY: librdkafka passes a valid rd_kafkap_str_t.
         let empty = member_id.is_null() || unsafe { (*member_id).len } <= 0;
-        if !empty {
-            // SAFETY: the caller's arguments, passed on unchanged.
-            return unsafe {
-                __real_rd_kafka_mock_cgrp_classic_member_add(
-                    mcgrp,
-                    mconn,
-                    resp,
-                    member_id,
-                    group_instance_id,
-                    protocol_type,
-                    protos,
-                    proto_cnt,
-                    session_timeout_ms,
-                )
-            };
-        }
         let id = format!("mock-member-{}", NEXT.fetch_add(1, Ordering::Relaxed));
         let fresh = KafkapStr {
             len: id.len() as c_int,
             str: id.as_ptr().cast(),
         };
-        // SAFETY: as above; `fresh` and `id` outlive the call, and the
-        // original copies the id (RD_KAFKAP_STR_DUP) before returning.
+        let member_id = if empty { &fresh } else { member_id };
+        // SAFETY: the caller's arguments, with a fresh id where it had none;
+        // `fresh` and `id` outlive the call, and the original copies the id
+        // (RD_KAFKAP_STR_DUP) before returning.
         unsafe {
             __real_rd_kafka_mock_cgrp_classic_member_add(
                 mcgrp,
                 mconn,
                 resp,
-                &fresh,
+                member_id,
                 group_instance_id,
                 protocol_type,
                 protos,
