@@ -439,14 +439,7 @@ mod kafka {
                 format!("pipeline {}: starting the bounded Kafka source", p.name)
             })?;
             let positions = source.progress();
-            let pipeline = Pipeline::new(
-                p.name.clone(),
-                Box::new(source),
-                registry::converter(p, Path::new("."))?,
-                registry::sink(p, &writer)?,
-                config.worker.shutdown_timeout.0,
-            )
-            .with_memory_budget(&budget);
+            let pipeline = pass_pipeline(config, p, Box::new(source), &writer, &budget)?;
             let (last, result) = run_pass(pipeline, &stop_rx, |status| {
                 let mut shown = totals.clone();
                 shown.add(status);
@@ -537,6 +530,25 @@ mod kafka {
             })
             .sum()
     }
+}
+
+/// The pipeline of one backfill pass: `source` through the pipeline's
+/// converter into its sink, as writer `writer`, within the memory budget.
+fn pass_pipeline(
+    config: &Config,
+    p: &PipelineConfig,
+    source: Box<dyn tributary_core::Source>,
+    writer: &str,
+    budget: &MemoryBudget,
+) -> anyhow::Result<Pipeline> {
+    Ok(Pipeline::new(
+        p.name.clone(),
+        source,
+        registry::converter(p, Path::new("."))?,
+        registry::sink(p, writer)?,
+        config.worker.shutdown_timeout.0,
+    )
+    .with_memory_budget(budget))
 }
 
 /// Runs one pass of a backfill pipeline until it ends, or until a stop is
@@ -766,14 +778,7 @@ mod files {
             let source = FileSource::new(f, Some(lake.clone()))
                 .with_context(|| format!("pipeline {}: starting the file source", p.name))?;
             let counters = source.progress();
-            let pipeline = Pipeline::new(
-                p.name.clone(),
-                Box::new(source),
-                registry::converter(p, Path::new("."))?,
-                registry::sink(p, &writer)?,
-                config.worker.shutdown_timeout.0,
-            )
-            .with_memory_budget(&budget);
+            let pipeline = pass_pipeline(config, p, Box::new(source), &writer, &budget)?;
             let files_done = || {
                 let c = counters.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 c.files_done.saturating_sub(c.files_skipped)
