@@ -242,6 +242,7 @@ impl DatagenSource {
                     timestamp_ms: Some(order_event_time_ms(seq, self.seed)),
                     key: Some(keys.slice(starts.0..key_end)),
                     payload: Some(payloads.slice(starts.1..payload_end)),
+                    headers: Vec::new(),
                 };
                 starts = (key_end, payload_end);
                 record

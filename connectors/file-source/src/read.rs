@@ -108,6 +108,7 @@ fn jsonl(bytes: &Bytes) -> Vec<RawRecord> {
                 timestamp_ms: None,
                 key: None,
                 payload: Some(line),
+                headers: Vec::new(),
             });
         }
         line_no += 1;

@@ -12,12 +12,12 @@ use bytes::Bytes;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
-use rdkafka::message::BorrowedMessage;
+use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
-use tributary_core::{RawRecord, ResumeAt, SourceBatch, SourceEvent, TopicPartition};
+use tributary_core::{Header, RawRecord, ResumeAt, SourceBatch, SourceEvent, TopicPartition};
 
 use crate::ack::{self, Answer};
 use crate::error::PollFailure;
@@ -26,6 +26,19 @@ use crate::error::PollFailure;
 /// the data consistent, and a panicking poll thread is reported separately.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Copies a message's headers (none, for most topics: then no allocation).
+pub(crate) fn copy_headers(msg: &BorrowedMessage<'_>) -> Vec<Header> {
+    msg.headers().map_or_else(Vec::new, |headers| {
+        headers
+            .iter()
+            .map(|h| Header {
+                key: h.key.to_owned(),
+                value: h.value.map(Bytes::copy_from_slice),
+            })
+            .collect()
+    })
 }
 
 /// Records polled but not yet handed to the runtime, grouped per partition.
@@ -110,6 +123,7 @@ impl Gather {
             timestamp_ms: msg.timestamp().to_millis(),
             key: None,
             payload: None,
+            headers: copy_headers(msg),
         });
         pending.spans.push(spans);
         self.records += 1;

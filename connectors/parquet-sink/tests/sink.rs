@@ -88,6 +88,7 @@ fn batch(tp: &TopicPartition, first: i64, recs: &[Rec]) -> RowBatch {
                 payload: Some(Bytes::from(format!(
                     "{{\"id\": \"not a number {offset}\"}}"
                 ))),
+                headers: Vec::new(),
                 reason: reason.to_string(),
             }),
             Rec::Skip => skipped += 1,

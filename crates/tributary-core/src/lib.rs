@@ -26,6 +26,7 @@ mod traits;
 
 pub use error::{ConvertError, ErrorClass, SinkError, SourceError};
 pub use model::{
-    Landed, LandedFile, RawRecord, Reject, RowBatch, SourceBatch, TopicPartition, METADATA_COLUMNS,
+    Header, Landed, LandedFile, RawRecord, Reject, RowBatch, SourceBatch, TopicPartition,
+    METADATA_COLUMNS,
 };
 pub use traits::{AssignAck, Converter, ResumeAt, RevokeAck, Sink, Source, SourceEvent};

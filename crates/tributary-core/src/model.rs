@@ -43,6 +43,19 @@ pub struct RawRecord {
     pub key: Option<Bytes>,
     /// Record value. `None` is a tombstone.
     pub payload: Option<Bytes>,
+    /// Record headers in the order the source delivered them (Kafka
+    /// headers); empty for sources without headers. No allocation when empty.
+    pub headers: Vec<Header>,
+}
+
+/// One record header: a key and an optional value (Kafka allows null values
+/// and repeated keys).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Header key.
+    pub key: String,
+    /// Header value; `None` is a null value.
+    pub value: Option<Bytes>,
 }
 
 /// Records of one partition in increasing offset order.
@@ -94,6 +107,8 @@ pub struct Reject {
     pub key: Option<Bytes>,
     /// Record value.
     pub payload: Option<Bytes>,
+    /// Record headers, as the source delivered them.
+    pub headers: Vec<Header>,
     /// Why the record was rejected, naming the field where one is known.
     pub reason: String,
 }
@@ -107,6 +122,7 @@ impl Reject {
             timestamp_ms: record.timestamp_ms,
             key: record.key.clone(),
             payload: record.payload.clone(),
+            headers: record.headers.clone(),
             reason: reason.into(),
         }
     }

@@ -40,6 +40,7 @@
 //!     timestamp_ms: None,
 //!     key: None,
 //!     payload: Some(Bytes::from_static(json.as_bytes())),
+//!     headers: Vec::new(),
 //! };
 //! let batch = SourceBatch {
 //!     partition: TopicPartition::new("orders", 0),

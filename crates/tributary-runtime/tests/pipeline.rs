@@ -28,6 +28,7 @@ fn batch(p: i32, offsets: std::ops::Range<i64>) -> SourceBatch {
                 timestamp_ms: Some(0),
                 key: None,
                 payload: Some(bytes::Bytes::from(o.to_string())),
+                headers: Vec::new(),
             })
             .collect(),
     }

@@ -302,6 +302,7 @@ fn codec_b1(args: &RunArgs) -> anyhow::Result<Outcome> {
                     timestamp_ms: None,
                     key: None,
                     payload: Some(pool.slice(a..b)),
+                    headers: Vec::new(),
                 }
             })
             .collect();

@@ -39,6 +39,7 @@ fn rec(offset: i64, payload: impl Into<Option<Vec<u8>>>) -> RawRecord {
         timestamp_ms: Some(1_000_000 + offset),
         key: Some(Bytes::from(format!("k{offset}"))),
         payload: payload.into().map(Bytes::from),
+        headers: Vec::new(),
     }
 }
 
@@ -927,6 +928,7 @@ fn throughput() {
                     timestamp_ms: Some(0),
                     key: None,
                     payload: Some(p.clone()),
+                    headers: Vec::new(),
                 })
                 .collect();
             let out = c.convert(batch(records)).unwrap();
