@@ -11,6 +11,8 @@ use parquet::file::properties::WriterProperties;
 use tributary_core::{Reject, RowBatch, SinkError, TopicPartition};
 use tributary_lake::{FileKind, Landing, PartitionTemplate, PendingFile};
 
+use crate::encoding::DictionaryAdvisor;
+
 /// Rows of one time partition being encoded.
 struct OpenFile {
     partition_path: Option<String>,
@@ -172,16 +174,29 @@ impl PartitionBuffer {
     }
 
     /// Closes the writers and describes the landing.
-    pub fn finish(self, tp: &TopicPartition, writer_id: &str) -> Result<Landing, SinkError> {
+    /// The advisor learns from each file which columns a dictionary suits.
+    pub fn finish(
+        self,
+        tp: &TopicPartition,
+        writer_id: &str,
+        advisor: &DictionaryAdvisor,
+    ) -> Result<Landing, SinkError> {
         let last_offset = self.last_offset.unwrap_or(self.range_start - 1);
         let mut files = Vec::with_capacity(self.files.len() + 1);
         for f in self.files {
-            let bytes = f.writer.into_inner().map_err(|e| SinkError::Encode {
-                partition: tp.clone(),
-                first_offset: self.range_start,
-                last_offset,
-                message: format!("cannot finish Parquet file: {e}"),
-            })?;
+            let mut writer = f.writer;
+            let bytes = writer
+                .finish()
+                .map(|metadata| {
+                    advisor.learn(&metadata);
+                    std::mem::take(writer.inner_mut())
+                })
+                .map_err(|e| SinkError::Encode {
+                    partition: tp.clone(),
+                    first_offset: self.range_start,
+                    last_offset,
+                    message: format!("cannot finish Parquet file: {e}"),
+                })?;
             files.push(PendingFile {
                 path: tributary_lake::data_file_path(
                     f.partition_path.as_deref(),

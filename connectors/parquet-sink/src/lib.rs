@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 mod buffer;
+mod encoding;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use tributary_core::{Landed, ResumeAt, RowBatch, Sink, SinkError, TopicPartition
 use tributary_lake::{Lake, PartitionLog, PartitionTemplate};
 
 use crate::buffer::PartitionBuffer;
+use crate::encoding::DictionaryAdvisor;
 
 /// Errors building the sink from its configuration.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,8 @@ pub struct ParquetSink {
     writer_id: String,
     cfg: ParquetSinkConfig,
     props: WriterProperties,
+    /// Which columns get a dictionary, learned from the files written.
+    advisor: Arc<DictionaryAdvisor>,
     template: Option<Arc<PartitionTemplate>>,
     logs: HashMap<TopicPartition, PartitionLog>,
     buffers: HashMap<TopicPartition, PartitionBuffer>,
@@ -77,6 +81,7 @@ impl ParquetSink {
             writer_id: tributary_lake::new_writer_id(worker_id),
             cfg: cfg.clone(),
             props,
+            advisor: Arc::default(),
             template,
             logs: HashMap::new(),
             buffers: HashMap::new(),
@@ -157,7 +162,8 @@ impl Sink for ParquetSink {
             .buffers
             .entry(tp.clone())
             .or_insert_with(|| PartitionBuffer::new(start, Instant::now()));
-        let result = buffer.append(batch, self.template.as_deref(), &self.props);
+        let props = self.advisor.properties(&self.props);
+        let result = buffer.append(batch, self.template.as_deref(), &props);
         if result.is_err() && created {
             // Leave no empty buffer behind: it would come due and fail to land.
             self.buffers.remove(&tp);
@@ -205,12 +211,13 @@ impl Sink for ParquetSink {
             }
             let lake = self.lake.clone();
             let writer = self.writer_id.clone();
+            let advisor = self.advisor.clone();
             let tp = tp.clone();
             tasks.push(tokio::spawn(async move {
                 let encoded = tokio::task::spawn_blocking({
                     let tp = tp.clone();
                     let writer = writer.clone();
-                    move || buffer.finish(&tp, &writer)
+                    move || buffer.finish(&tp, &writer, &advisor)
                 })
                 .await;
                 let result = match encoded {

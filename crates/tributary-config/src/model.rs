@@ -414,7 +414,7 @@ pub struct ParquetSinkConfig {
     /// Column compression.
     #[serde(default)]
     pub compression: Compression,
-    /// Codec level (zstd 1–22, gzip 0–9); the codec's default when absent.
+    /// Codec level (zstd 1–22, gzip 0–9); zstd 1 (pyarrow's default) and gzip 6 when absent.
     #[serde(default)]
     pub compression_level: Option<i32>,
     /// Most rows in one row group.

@@ -1,0 +1,190 @@
+//! Per-column dictionary encoding, learned from the files the sink wrote.
+//!
+//! Parquet writers start every column chunk with dictionary encoding and
+//! fall back to plain encoding once the dictionary page outgrows its limit
+//! (1 MiB). For a high-cardinality column — ids, timestamps, amounts — the
+//! dictionary never pays: until the fallback every value is hashed and
+//! interned, and a file of one source partition often ends before the
+//! fallback, so the whole file pays it, and the dictionary page ends up
+//! holding most of the column's bytes. That interning was the largest single
+//! cost of the end-to-end benchmark over 12 partitions.
+//!
+//! The [`DictionaryAdvisor`] looks at every finished file: a column whose
+//! dictionary page took at least half of the column chunk's bytes, or whose
+//! writer fell back to plain pages, is written without a dictionary in the
+//! next files. Low-cardinality columns (countries, event names) keep theirs.
+//! Decisions expire after [`REPROBE_AFTER`] files, so a column whose values
+//! become repetitive gets its dictionary back.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use parquet::basic::{Encoding, PageType};
+use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
+
+/// Files written without a dictionary for a column before it is tried again.
+pub(crate) const REPROBE_AFTER: u32 = 64;
+
+/// Learns, per column, whether dictionary encoding pays.
+#[derive(Default)]
+pub(crate) struct DictionaryAdvisor {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Columns written without a dictionary, with the files left before
+    /// the next probe.
+    plain: HashMap<ColumnPath, u32>,
+    /// Writer properties for the current decisions, built from the base once
+    /// per change.
+    cached: Option<WriterProperties>,
+}
+
+impl DictionaryAdvisor {
+    /// Writer properties for the next file: `base` with dictionary encoding
+    /// switched off for the columns where it did not pay.
+    pub fn properties(&self, base: &WriterProperties) -> WriterProperties {
+        let mut state = self.lock();
+        if let Some(p) = &state.cached {
+            return p.clone();
+        }
+        let mut builder = base.clone().into_builder();
+        for column in state.plain.keys() {
+            builder = builder.set_column_dictionary_enabled(column.clone(), false);
+        }
+        let props = builder.build();
+        state.cached = Some(props.clone());
+        props
+    }
+
+    /// Learns from a finished file.
+    pub fn learn(&self, metadata: &ParquetMetaData) {
+        let mut verdicts: HashMap<ColumnPath, bool> = HashMap::new();
+        for rg in metadata.row_groups() {
+            for column in rg.columns() {
+                if let Some(pays) = dictionary_pays(column) {
+                    let v = verdicts.entry(column.column_path().clone()).or_insert(true);
+                    *v &= pays;
+                }
+            }
+        }
+        let mut state = self.lock();
+        let mut changed = false;
+        // Columns written plain this time count down towards a new probe.
+        state.plain.retain(|column, left| {
+            if verdicts.contains_key(column) {
+                // Written with a dictionary after all (a new file schema):
+                // the verdict below decides.
+                return true;
+            }
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                changed = true;
+            }
+            *left > 0
+        });
+        for (column, pays) in verdicts {
+            if pays {
+                changed |= state.plain.remove(&column).is_some();
+            } else if state.plain.insert(column, REPROBE_AFTER).is_none() {
+                changed = true;
+            }
+        }
+        if changed {
+            state.cached = None;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Whether the dictionary of one column chunk paid for itself; `None` when
+/// the chunk had no dictionary.
+fn dictionary_pays(column: &ColumnChunkMetaData) -> Option<bool> {
+    let dict_offset = column.dictionary_page_offset()?;
+    // The dictionary page itself is PLAIN-encoded: only a data page in
+    // PLAIN means the writer fell back.
+    let fell_back = column.page_encoding_stats().is_some_and(|stats| {
+        stats.iter().any(|s| {
+            matches!(s.page_type, PageType::DATA_PAGE | PageType::DATA_PAGE_V2)
+                && s.encoding == Encoding::PLAIN
+        })
+    });
+    let dict_bytes = column.data_page_offset().saturating_sub(dict_offset);
+    let total = column.compressed_size().max(1);
+    Some(!fell_back && dict_bytes * 2 < total)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+
+    use super::*;
+
+    fn file(props: WriterProperties, rows: usize) -> ParquetMetaData {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("country", DataType::Utf8, false),
+        ]));
+        let ids = Int64Array::from_iter_values((0..rows as i64).map(|i| i * 7919));
+        let countries = StringArray::from_iter_values((0..rows).map(|i| ["DE", "FR", "US"][i % 3]));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(countries)]).unwrap();
+        let mut w = ArrowWriter::try_new(Vec::new(), schema, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap()
+    }
+
+    fn dictionary_enabled(props: &WriterProperties, column: &str) -> bool {
+        props.dictionary_enabled(&ColumnPath::from(column))
+    }
+
+    #[test]
+    fn unique_columns_lose_their_dictionary_and_repetitive_ones_keep_it() {
+        let advisor = DictionaryAdvisor::default();
+        let base = WriterProperties::builder().build();
+        let first = advisor.properties(&base);
+        assert!(dictionary_enabled(&first, "id"));
+        advisor.learn(&file(first, 20_000));
+        let next = advisor.properties(&base);
+        assert!(
+            !dictionary_enabled(&next, "id"),
+            "unique ids: no dictionary"
+        );
+        assert!(
+            dictionary_enabled(&next, "country"),
+            "3 countries: dictionary"
+        );
+        // The file written plain is readable and the decision holds.
+        advisor.learn(&file(next, 20_000));
+        assert!(!dictionary_enabled(&advisor.properties(&base), "id"));
+    }
+
+    #[test]
+    fn a_plain_column_is_probed_again_after_a_while() {
+        let advisor = DictionaryAdvisor::default();
+        let base = WriterProperties::builder().build();
+        advisor.learn(&file(base.clone(), 20_000));
+        for _ in 0..REPROBE_AFTER - 1 {
+            let props = advisor.properties(&base);
+            assert!(!dictionary_enabled(&props, "id"));
+            advisor.learn(&file(props, 100));
+        }
+        let props = advisor.properties(&base);
+        assert!(!dictionary_enabled(&props, "id"));
+        advisor.learn(&file(props, 100));
+        assert!(
+            dictionary_enabled(&advisor.properties(&base), "id"),
+            "after {REPROBE_AFTER} plain files the dictionary is tried again"
+        );
+    }
+}
