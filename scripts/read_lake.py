@@ -39,7 +39,9 @@ import tempfile
 from urllib.parse import urlparse
 
 import duckdb
+import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pyarrow.dataset as ds
 from pyarrow import fs as pafs
 
@@ -101,7 +103,14 @@ def read_with_pyarrow(filesystem, files, id_column):
     if not files:
         return {"rows": 0, "distinct_ids": 0, "null_ids": 0, "min_id": None, "max_id": None,
                 "files": 0, "schema": {}, "nullable": {}}
-    dataset = ds.dataset(files, filesystem=filesystem, format="parquet")
+    # Files of one table may differ by added nullable columns and widened
+    # types (README "Schema evolution"): read them with the merged schema,
+    # not the first file's.
+    schema = pa.unify_schemas(
+        [pq.read_schema(f, filesystem=filesystem) for f in files],
+        promote_options="permissive",
+    )
+    dataset = ds.dataset(files, filesystem=filesystem, format="parquet", schema=schema)
     ids = dataset.to_table(columns=[id_column]).column(id_column)
     min_max = pc.min_max(ids)
     return {

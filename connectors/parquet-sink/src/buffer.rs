@@ -1,6 +1,7 @@
 //! The buffer of one source partition: one in-memory Parquet writer per time
 //! partition, plus the dead-letter lines.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -8,8 +9,10 @@ use arrow::array::{RecordBatch, UInt32Array};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
+use tracing::debug;
 use tributary_core::{Reject, RowBatch, SinkError, TopicPartition};
-use tributary_lake::{FileKind, Landing, PartitionTemplate, PendingFile};
+use tributary_formats::evolution::{EvolutionPolicy, TableSchema};
+use tributary_lake::{FileKind, Landing, LateData, PartitionTemplate, PendingFile};
 
 use crate::encoding::DictionaryAdvisor;
 
@@ -32,11 +35,17 @@ pub(crate) struct PartitionBuffer {
     rows: u64,
     skipped: u64,
     dead_lettered: u64,
+    /// Rows outside the late-data window (late or too far ahead).
+    late: u64,
     /// When the first record arrived (drives `max_age`).
     pub opened_at: Instant,
     files: Vec<OpenFile>,
     by_path: HashMap<String, usize>,
     dead_letter: Vec<u8>,
+    /// Rejects kept whole for a dead-letter route outside the lake (a Kafka
+    /// topic); `None` writes them as lines of the lake's dead-letter file.
+    kept_rejects: Option<Vec<Reject>>,
+    kept_reject_bytes: usize,
 }
 
 impl PartitionBuffer {
@@ -48,11 +57,30 @@ impl PartitionBuffer {
             rows: 0,
             skipped: 0,
             dead_lettered: 0,
+            late: 0,
             opened_at,
             files: Vec::new(),
             by_path: HashMap::new(),
             dead_letter: Vec::new(),
+            kept_rejects: None,
+            kept_reject_bytes: 0,
         }
+    }
+
+    /// Keeps rejects whole for [`PartitionBuffer::take_rejects`] instead of
+    /// writing them into the lake's dead-letter file.
+    pub fn keeping_rejects(mut self) -> Self {
+        self.kept_rejects = Some(Vec::new());
+        self
+    }
+
+    /// The rejects kept for a dead-letter route outside the lake, in offset order.
+    pub fn take_rejects(&mut self) -> Vec<Reject> {
+        self.kept_reject_bytes = 0;
+        self.kept_rejects
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Encoded bytes plus the estimated size of rows not yet flushed to a row group.
@@ -62,6 +90,7 @@ impl PartitionBuffer {
             .map(|f| f.writer.bytes_written() + f.writer.in_progress_size())
             .sum::<usize>()
             + self.dead_letter.len()
+            + self.kept_reject_bytes
     }
 
     /// Memory the buffer holds, for the worker's memory budget: the
@@ -75,12 +104,21 @@ impl PartitionBuffer {
             .map(|f| f.writer.inner().capacity() + f.writer.memory_size())
             .sum::<usize>()
             + self.dead_letter.capacity()
+            + self.kept_reject_bytes
     }
 
+    /// Rows buffered that were outside the late-data window.
+    pub fn late(&self) -> u64 {
+        self.late
+    }
+
+    /// Buffers a batch, its rows split by partition path. With a late-data
+    /// policy, `late` also gives the current time (ms since the epoch).
     pub fn append(
         &mut self,
         batch: RowBatch,
         template: Option<&PartitionTemplate>,
+        late: Option<(&LateData, i64)>,
         props: &WriterProperties,
     ) -> Result<(), SinkError> {
         let encode_err = |message: String| SinkError::Encode {
@@ -109,7 +147,14 @@ impl PartitionBuffer {
                             batch.event_time_ms.len()
                         )));
                     }
-                    let groups = t.group(&batch.event_time_ms);
+                    let (times, late_rows) = match late {
+                        Some((policy, now_ms)) => policy.apply(&batch.event_time_ms, now_ms),
+                        None => (Cow::Borrowed(batch.event_time_ms.as_slice()), 0),
+                    };
+                    let groups = t
+                        .group_rows(rows, &times)
+                        .map_err(|e| encode_err(e.to_string()))?;
+                    self.late += late_rows;
                     if groups.len() == 1 {
                         let (path, _) = &groups[0];
                         self.write_rows(Some(path), rows, props)
@@ -125,14 +170,22 @@ impl PartitionBuffer {
                 }
             }
         }
-        for reject in &batch.rejects {
-            write_dead_letter(&mut self.dead_letter, reject);
-        }
         self.records += batch.source_records as u64;
         self.rows += rows.num_rows() as u64;
         self.skipped += batch.skipped as u64;
         self.dead_lettered += batch.rejects.len() as u64;
         self.last_offset = Some(batch.last_offset);
+        match &mut self.kept_rejects {
+            Some(kept) => {
+                self.kept_reject_bytes += batch.rejects.iter().map(reject_bytes).sum::<usize>();
+                kept.extend(batch.rejects);
+            }
+            None => {
+                for reject in &batch.rejects {
+                    write_dead_letter(&mut self.dead_letter, reject);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -143,29 +196,51 @@ impl PartitionBuffer {
         props: &WriterProperties,
     ) -> Result<(), String> {
         let key = path.unwrap_or("");
-        let index = match self.by_path.get(key) {
-            Some(i) => *i,
+        let schema = rows.schema();
+        // One file holds one schema. When the rows' schema changed (the
+        // converter's table schema grew), the time partition gets another
+        // file in the same landing; an older file with exactly this schema
+        // is reused, so rows alternating between schemas cost no new file.
+        let open = match self.by_path.get(key) {
+            Some(&i) if self.files[i].schema == schema => Some(i),
+            Some(_) => self
+                .files
+                .iter()
+                .rposition(|f| f.partition_path.as_deref() == path && f.schema == schema),
+            None => None,
+        };
+        let index = match open {
+            Some(i) => i,
             None => {
-                let writer = ArrowWriter::try_new(Vec::new(), rows.schema(), Some(props.clone()))
+                let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props.clone()))
                     .map_err(|e| format!("cannot start a Parquet file: {e}"))?;
+                // Against the newest file of the time partition: the widest schema.
+                let newest = self
+                    .files
+                    .iter()
+                    .rev()
+                    .find(|f| f.partition_path.as_deref() == path);
+                if let Some(newest) = newest {
+                    check_growth(&newest.schema, &schema)?;
+                    debug!(
+                        partition_path = key,
+                        fields = schema.fields().len(),
+                        "Row schema changed: starting another file for this time partition."
+                    );
+                }
                 self.files.push(OpenFile {
                     partition_path: path.map(str::to_string),
-                    schema: rows.schema(),
+                    schema,
                     writer,
                     rows: 0,
                 });
-                self.by_path.insert(key.to_string(), self.files.len() - 1);
                 self.files.len() - 1
             }
         };
-        let file = &mut self.files[index];
-        if file.schema != rows.schema() {
-            return Err(format!(
-                "row schema changed within one file: {:?} became {:?}",
-                file.schema,
-                rows.schema()
-            ));
+        if self.by_path.get(key) != Some(&index) {
+            self.by_path.insert(key.to_string(), index);
         }
+        let file = &mut self.files[index];
         file.writer
             .write(rows)
             .map_err(|e| format!("cannot encode rows: {e}"))?;
@@ -209,7 +284,7 @@ impl PartitionBuffer {
                 bytes: Bytes::from(bytes),
             });
         }
-        if self.dead_lettered > 0 {
+        if self.dead_lettered > 0 && self.kept_rejects.is_none() {
             files.push(PendingFile {
                 path: tributary_lake::dead_letter_path(tp, self.range_start, writer_id),
                 kind: FileKind::DeadLetter,
@@ -224,8 +299,31 @@ impl PartitionBuffer {
             dead_lettered: self.dead_lettered,
             skipped: self.skipped,
             files,
+            dead_letter_topic: None,
         })
     }
+}
+
+/// A new file of a time partition must hold the rows' schema grown from the
+/// previous file's (new nullable fields, wider types), as the converters'
+/// `TableSchema` makes it; anything else would leave readers files of one
+/// table that cannot be read together.
+fn check_growth(
+    previous: &arrow::datatypes::SchemaRef,
+    next: &arrow::datatypes::SchemaRef,
+) -> Result<(), String> {
+    let merged = TableSchema::with_schema(previous.clone(), EvolutionPolicy::Merge)
+        .merged(next)
+        .map_err(|change| format!("row schema changed incompatibly: {change}"))?;
+    if merged.fields() != next.fields() {
+        return Err(format!(
+            "row schema changed but does not extend the previous one ({} fields became {}; \
+             rows must carry the converter's merged table schema)",
+            previous.fields().len(),
+            next.fields().len()
+        ));
+    }
+    Ok(())
 }
 
 fn take_rows(rows: &RecordBatch, indices: &UInt32Array) -> Result<RecordBatch, String> {
@@ -237,6 +335,17 @@ fn take_rows(rows: &RecordBatch, indices: &UInt32Array) -> Result<RecordBatch, S
         .map_err(|e| format!("cannot split rows by partition path: {e}"))?;
     RecordBatch::try_new(rows.schema(), columns)
         .map_err(|e| format!("cannot split rows by partition path: {e}"))
+}
+
+/// Memory a kept reject holds (key, value, headers, reason).
+fn reject_bytes(r: &Reject) -> usize {
+    r.key.as_ref().map_or(0, |k| k.len())
+        + r.payload.as_ref().map_or(0, |p| p.len())
+        + r.headers
+            .iter()
+            .map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len()))
+            .sum::<usize>()
+        + r.reason.len()
 }
 
 /// One JSON line per rejected record: its position, the reason, and the raw

@@ -9,13 +9,19 @@
 //! A source partition is landed when its buffers reach `flush.max_records`
 //! source records, `flush.max_bytes` bytes, or when its oldest buffered record
 //! is `flush.max_age` old. All thresholds are per source partition.
+//!
+//! With a dead-letter route outside the lake
+//! ([`ParquetSink::with_dead_letter_route`], e.g. a Kafka topic), a source
+//! partition's rejects are kept whole instead of written to the dead-letter
+//! file; landing hands them to the route, waits until they are durable, and
+//! only then lands the range, whose commit lists where they went.
 
 #![warn(missing_docs)]
 
 mod buffer;
 mod encoding;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,8 +29,9 @@ use async_trait::async_trait;
 use parquet::file::properties::WriterProperties;
 use tracing::debug;
 use tributary_config::ParquetSinkConfig;
+use tributary_core::{DeadLetterPositions, DeadLetterRequest, DeadLetterRoute, Reject};
 use tributary_core::{Landed, ResumeAt, RowBatch, Sink, SinkError, TopicPartition};
-use tributary_lake::{Lake, PartitionLog, PartitionTemplate};
+use tributary_lake::{Lake, Landing, LateData, PartitionLog, PartitionTemplate};
 
 use crate::buffer::PartitionBuffer;
 use crate::encoding::DictionaryAdvisor;
@@ -50,11 +57,22 @@ pub struct ParquetSink {
     /// Which columns get a dictionary, learned from the files written.
     advisor: Arc<DictionaryAdvisor>,
     template: Option<Arc<PartitionTemplate>>,
+    /// Which time late records are partitioned by (`late_data`).
+    late_data: Option<LateData>,
     logs: HashMap<TopicPartition, PartitionLog>,
     buffers: HashMap<TopicPartition, PartitionBuffer>,
     /// Where to re-read a partition whose unlanded buffer was dropped before
     /// anything of it was ever landed.
     restart_at: HashMap<TopicPartition, i64>,
+    /// Where rejects go when not to the lake's dead-letter files.
+    dead_letter: Option<Arc<dyn DeadLetterRoute>>,
+    /// Partitions for which the dead-letter route's last answer was
+    /// "settled" (it knows of no record of a later range) and every landing
+    /// since succeeded: no record of their next range can be in the
+    /// dead-letter topic yet, so the route need not look for one. Cleared
+    /// by `open` (a previous owner may have crashed mid-landing) and by a
+    /// failed landing.
+    dead_letter_settled: HashSet<TopicPartition>,
 }
 
 impl ParquetSink {
@@ -83,10 +101,22 @@ impl ParquetSink {
             props,
             advisor: Arc::default(),
             template,
+            late_data: cfg.late_data.as_ref().map(LateData::new),
             logs: HashMap::new(),
             buffers: HashMap::new(),
             restart_at: HashMap::new(),
+            dead_letter: None,
+            dead_letter_settled: HashSet::new(),
         })
+    }
+
+    /// Sends rejects to `route` (a Kafka dead-letter topic) instead of the
+    /// lake's `_dead_letter/` files. A range's rejects are delivered, and
+    /// durable, before its commit is created; the commit lists their
+    /// positions.
+    pub fn with_dead_letter_route(mut self, route: Arc<dyn DeadLetterRoute>) -> Self {
+        self.dead_letter = Some(route);
+        self
     }
 
     /// The id this sink's files and commits carry.
@@ -125,6 +155,7 @@ impl Sink for ParquetSink {
             debug!(partition = %tp, next_seq = log.next_seq, resume = ?at, "Recovered partition.");
             self.buffers.remove(&tp);
             self.restart_at.remove(&tp);
+            self.dead_letter_settled.remove(&tp);
             self.logs.insert(tp.clone(), log);
             resume.push((tp, at));
         }
@@ -157,13 +188,19 @@ impl Sink for ParquetSink {
             }
         }
         let created = !self.buffers.contains_key(&tp);
+        let keep_rejects = self.dead_letter.is_some();
         let start = next.unwrap_or(batch.first_offset);
-        let buffer = self
-            .buffers
-            .entry(tp.clone())
-            .or_insert_with(|| PartitionBuffer::new(start, Instant::now()));
+        let buffer = self.buffers.entry(tp.clone()).or_insert_with(|| {
+            let buffer = PartitionBuffer::new(start, Instant::now());
+            if keep_rejects {
+                buffer.keeping_rejects()
+            } else {
+                buffer
+            }
+        });
         let props = self.advisor.properties(&self.props);
-        let result = buffer.append(batch, self.template.as_deref(), &props);
+        let late = self.late_data.as_ref().map(|l| (l, now_ms()));
+        let result = buffer.append(batch, self.template.as_deref(), late, &props);
         if result.is_err() && created {
             // Leave no empty buffer behind: it would come due and fail to land.
             self.buffers.remove(&tp);
@@ -192,8 +229,9 @@ impl Sink for ParquetSink {
     ) -> Vec<(TopicPartition, Result<Option<Landed>, SinkError>)> {
         let mut out = Vec::with_capacity(partitions.len());
         let mut tasks = Vec::new();
+        let mut late = HashMap::new();
         for tp in partitions {
-            let Some(buffer) = self.buffers.remove(tp) else {
+            let Some(mut buffer) = self.buffers.remove(tp) else {
                 out.push((tp.clone(), Ok(None)));
                 continue;
             };
@@ -209,9 +247,13 @@ impl Sink for ParquetSink {
             if log.next_offset().is_none() {
                 self.restart_at.insert(tp.clone(), buffer.range_start);
             }
+            late.insert(tp.clone(), buffer.late());
             let lake = self.lake.clone();
             let writer = self.writer_id.clone();
             let advisor = self.advisor.clone();
+            let route = self.dead_letter.clone();
+            let rejects = buffer.take_rejects();
+            let may_exist = !self.dead_letter_settled.remove(tp);
             let tp = tp.clone();
             tasks.push(tokio::spawn(async move {
                 let encoded = tokio::task::spawn_blocking({
@@ -221,10 +263,25 @@ impl Sink for ParquetSink {
                 })
                 .await;
                 let result = match encoded {
-                    Ok(Ok(landing)) => lake
-                        .land(&mut log, &writer, landing)
+                    Ok(Ok(mut landing)) => {
+                        match route_rejects(
+                            route.as_deref(),
+                            &log,
+                            &writer,
+                            rejects,
+                            may_exist,
+                            &mut landing,
+                        )
                         .await
-                        .map_err(SinkError::from),
+                        {
+                            Ok(settles) => lake
+                                .land(&mut log, &writer, landing)
+                                .await
+                                .map(|record| (record, settles))
+                                .map_err(SinkError::from),
+                            Err(e) => Err(e),
+                        }
+                    }
                     Ok(Err(e)) => Err(e),
                     Err(join) => Err(SinkError::Encode {
                         partition: tp.clone(),
@@ -241,9 +298,14 @@ impl Sink for ParquetSink {
                 Ok(r) => r,
                 Err(e) => panic!("landing task panicked: {e}"),
             };
-            let result = result.map(|record| {
+            let result = result.map(|(record, settles)| {
                 self.restart_at.remove(&tp);
-                Some(record.to_landed())
+                if settles {
+                    self.dead_letter_settled.insert(tp.clone());
+                }
+                let mut landed = record.to_landed();
+                landed.late = late.get(&tp).copied().unwrap_or(0);
+                Some(landed)
             });
             self.logs.insert(tp.clone(), log);
             out.push((tp, result));
@@ -268,6 +330,7 @@ impl Sink for ParquetSink {
             }
             self.logs.remove(tp);
             self.restart_at.remove(tp);
+            self.dead_letter_settled.remove(tp);
         }
     }
 
@@ -285,4 +348,64 @@ impl Sink for ParquetSink {
             .map(|(tp, b)| (tp.clone(), b.memory_bytes()))
             .collect()
     }
+}
+
+/// Hands a range's rejects to the dead-letter route (when there is one) and
+/// records in `landing` where they are, before the landing's commit is
+/// created. A range without rejects carries the previous commit's scan
+/// start forward. Returns whether the partition is settled once the landing
+/// succeeds (see `ParquetSink::dead_letter_settled`): a range without
+/// rejects leaves it as it was.
+async fn route_rejects(
+    route: Option<&dyn DeadLetterRoute>,
+    log: &PartitionLog,
+    writer: &str,
+    rejects: Vec<Reject>,
+    may_exist: bool,
+    landing: &mut Landing,
+) -> Result<bool, SinkError> {
+    let Some(route) = route else {
+        return Ok(false);
+    };
+    let previous = log.last.as_ref().and_then(|c| c.dead_letter_topic.clone());
+    if rejects.is_empty() {
+        landing.dead_letter_topic = previous.as_ref().map(DeadLetterPositions::carried_forward);
+        return Ok(!may_exist);
+    }
+    let count = rejects.len();
+    let delivery = route
+        .deliver(DeadLetterRequest {
+            partition: log.partition.clone(),
+            first_offset: landing.first_offset,
+            last_offset: landing.last_offset,
+            writer: writer.to_string(),
+            rejects,
+            previous,
+            may_exist,
+        })
+        .await?;
+    let positions = delivery.positions;
+    if positions.offsets.len() != count {
+        return Err(SinkError::DeadLetter {
+            partition: log.partition.clone(),
+            topic: positions.topic,
+            first_offset: landing.first_offset,
+            last_offset: landing.last_offset,
+            message: format!(
+                "the route returned {} positions for {count} rejects",
+                positions.offsets.len()
+            ),
+            class: tributary_core::ErrorClass::Permanent,
+        });
+    }
+    landing.dead_letter_topic = Some(positions);
+    Ok(delivery.settled)
+}
+
+/// The worker's clock in milliseconds since the Unix epoch (the late-data
+/// policy's "now").
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

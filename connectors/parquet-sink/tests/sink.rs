@@ -138,6 +138,7 @@ impl TestLake {
             row_group_size: 1024,
             partition_by: Some(PARTITION_BY.into()),
             timezone: "UTC".into(),
+            late_data: None,
             flush: FlushConfig {
                 max_records: 1_000_000,
                 max_bytes: ByteSize(1 << 30),

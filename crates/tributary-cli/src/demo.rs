@@ -66,7 +66,9 @@ pub async fn demo(out: &Path, records: u64) -> anyhow::Result<()> {
             infer_records: 1_000,
             timestamp_field: Some("event_time".into()),
             on_error: OnError::DeadLetter,
+            max_record_bytes: tributary_config::ByteSize(8 << 20),
             metadata: vec![],
+            schema_evolution: None,
         }),
         sink: SinkConfig::Parquet(ParquetSinkConfig {
             url: format!("file://{}", out.display()),
@@ -75,6 +77,7 @@ pub async fn demo(out: &Path, records: u64) -> anyhow::Result<()> {
             row_group_size: 1_048_576,
             partition_by: Some("dt=%Y-%m-%d/hour=%H".into()),
             timezone: "UTC".into(),
+            late_data: None,
             flush: FlushConfig {
                 max_records: 20_000,
                 max_bytes: tributary_config::ByteSize(64 << 20),
@@ -82,8 +85,12 @@ pub async fn demo(out: &Path, records: u64) -> anyhow::Result<()> {
             },
             storage: StorageConfig::default(),
         }),
+        dead_letter: Default::default(),
+        transforms: Vec::new(),
     };
-    let ConverterConfig::Json(json_cfg) = &pipeline_cfg.converter;
+    let ConverterConfig::Json(json_cfg) = &pipeline_cfg.converter else {
+        unreachable!("the demo pipeline is built with a JSON converter above");
+    };
     let schema = tributary_formats::parse_schema(ORDERS_SCHEMA, "config/schemas/orders.json")?;
     let converter = tributary_formats::JsonConverter::with_schema(schema, json_cfg)?;
     let pipeline = Pipeline::new(

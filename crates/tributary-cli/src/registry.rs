@@ -41,6 +41,22 @@ pub fn check(index: usize, p: &PipelineConfig, base_dir: &Path) -> anyhow::Resul
             tributary_formats::JsonConverter::new(j, base_dir)
                 .with_context(|| format!("{key}.converter"))?;
         }
+        ConverterConfig::Avro(c) => {
+            // Checks the registry URL, credentials and CA file; no network.
+            tributary_formats::AvroConverter::new(c, base_dir)
+                .with_context(|| format!("{key}.converter"))?;
+        }
+        ConverterConfig::Protobuf(c) => {
+            // Compiles a schema_file and finds the message; no network.
+            tributary_formats::ProtobufConverter::new(c, base_dir)
+                .with_context(|| format!("{key}.converter"))?;
+        }
+    }
+    check_transforms(&key, p, base_dir)?;
+    if matches!(p.dead_letter, tributary_config::DeadLetterConfig::Kafka(_))
+        && !cfg!(feature = "kafka-dead-letter")
+    {
+        bail!("{key}.dead_letter.type: the Kafka dead-letter route is not compiled into this binary (feature kafka-dead-letter)");
     }
     match &p.sink {
         SinkConfig::Parquet(s) => {
@@ -48,8 +64,15 @@ pub fn check(index: usize, p: &PipelineConfig, base_dir: &Path) -> anyhow::Resul
                 bail!("{key}.sink.type: the parquet sink is not compiled into this binary (feature parquet-sink)");
             }
             if let Some(t) = &s.partition_by {
-                tributary_lake::PartitionTemplate::new(t, &s.timezone)
+                let template = tributary_lake::PartitionTemplate::new(t, &s.timezone)
                     .with_context(|| format!("{key}.sink.partition_by"))?;
+                if template.has_fields() {
+                    if let Some(schema) = known_row_schema(p, base_dir) {
+                        template
+                            .check_schema(&schema)
+                            .with_context(|| format!("{key}.sink.partition_by"))?;
+                    }
+                }
             }
             tributary_lake::Lake::open(&s.url, &s.storage)
                 .with_context(|| format!("{key}.sink.url"))?;
@@ -58,6 +81,51 @@ pub fn check(index: usize, p: &PipelineConfig, base_dir: &Path) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// The schema of the rows the sink receives, when it is known before any
+/// record is read: a JSON converter with a schema file (plus its metadata
+/// columns) and `strict` schema evolution, after the pipeline's transforms.
+/// Otherwise (inferred, merged or registry schemas) `partition_by` fields are
+/// checked on every batch at run time.
+fn known_row_schema(p: &PipelineConfig, base_dir: &Path) -> Option<arrow::datatypes::Schema> {
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use tributary_config::MetadataField;
+    if let ConverterConfig::Json(j) = &p.converter {
+        // With `merge` the schema file is only where the table starts.
+        if matches!(
+            j.schema_evolution,
+            Some(tributary_config::SchemaEvolution::Merge)
+        ) {
+            return None;
+        }
+    }
+    if !p.transforms.is_empty() {
+        return transformed_row_schema(p, base_dir);
+    }
+    let ConverterConfig::Json(j) = &p.converter else {
+        return None;
+    };
+    let payload = tributary_formats::load_schema(resolve(base_dir, j.schema.as_ref()?)).ok()?;
+    let mut fields: Vec<Field> = payload
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    for m in &j.metadata {
+        fields.push(match m {
+            MetadataField::Topic => Field::new("_topic", DataType::Utf8, false),
+            MetadataField::Partition => Field::new("_partition", DataType::Int32, false),
+            MetadataField::Offset => Field::new("_offset", DataType::Int64, false),
+            MetadataField::Timestamp => Field::new(
+                "_timestamp",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                true,
+            ),
+            MetadataField::Key => Field::new("_key", DataType::Utf8, true),
+        });
+    }
+    Some(Schema::new(fields))
 }
 
 fn resolve(base_dir: &Path, p: &Path) -> std::path::PathBuf {
@@ -121,12 +189,115 @@ pub fn source(p: &PipelineConfig) -> anyhow::Result<Box<dyn Source>> {
     }
 }
 
-/// Builds the pipeline's converter.
+/// Builds the pipeline's converter, followed by its transforms when it has
+/// any (a [`tributary_transforms::TransformingConverter`] around it).
 pub fn converter(p: &PipelineConfig, base_dir: &Path) -> anyhow::Result<Box<dyn Converter>> {
+    if p.transforms.is_empty() {
+        return inner_converter(p, base_dir);
+    }
+    let (inner, chain, hidden) = transformed_parts(p, base_dir)?;
+    let on_error = p.converter.on_error();
+    Ok(Box::new(tributary_transforms::TransformingConverter::new(
+        inner, chain, on_error, hidden,
+    )))
+}
+
+/// The inner converter and the checked transform chain of a pipeline with
+/// transforms (the inner converter may be asked for a hidden `_offset`).
+fn transformed_parts(
+    p: &PipelineConfig,
+    base_dir: &Path,
+) -> anyhow::Result<(
+    Box<dyn Converter>,
+    tributary_transforms::TransformChain,
+    bool,
+)> {
+    let chain = tributary_transforms::TransformChain::new(&p.transforms)
+        .map_err(|e| anyhow::anyhow!("pipeline {}: {e}", p.name))?;
+    let (cfg, hidden) =
+        tributary_transforms::TransformingConverter::inner_config(&chain, &p.converter);
+    let mut inner_p = p.clone();
+    inner_p.converter = cfg;
+    Ok((inner_converter(&inner_p, base_dir)?, chain, hidden))
+}
+
+/// Transforms of a pipeline, checked offline: their own settings, then,
+/// when the converter's schema is known without network (a JSON schema
+/// file), the fields and types they use.
+fn check_transforms(key: &str, p: &PipelineConfig, base_dir: &Path) -> anyhow::Result<()> {
+    if p.transforms.is_empty() {
+        return Ok(());
+    }
+    let chain = tributary_transforms::TransformChain::new(&p.transforms)
+        .map_err(|e| anyhow::anyhow!("{key}.{e}"))?;
+    let ConverterConfig::Json(j) = &p.converter else {
+        return Ok(());
+    };
+    if j.schema.is_none() {
+        return Ok(());
+    }
+    let (cfg, hidden) =
+        tributary_transforms::TransformingConverter::inner_config(&chain, &p.converter);
+    let ConverterConfig::Json(inner) = &cfg else {
+        return Ok(());
+    };
+    let inner = tributary_formats::JsonConverter::new(inner, base_dir)
+        .with_context(|| format!("{key}.converter"))?;
+    tributary_transforms::TransformingConverter::new(Box::new(inner), chain, j.on_error, hidden)
+        .checked_schema()
+        .map_err(|e| anyhow::anyhow!("{key}.{e}"))?;
+    Ok(())
+}
+
+/// The rows the sink receives from a pipeline with transforms, when the
+/// converter's schema is known offline (see [`check_transforms`], which
+/// reports the errors this ignores).
+fn transformed_row_schema(p: &PipelineConfig, base_dir: &Path) -> Option<arrow::datatypes::Schema> {
+    let ConverterConfig::Json(j) = &p.converter else {
+        return None;
+    };
+    j.schema.as_ref()?;
+    let chain = tributary_transforms::TransformChain::new(&p.transforms).ok()?;
+    let (cfg, hidden) =
+        tributary_transforms::TransformingConverter::inner_config(&chain, &p.converter);
+    let ConverterConfig::Json(inner) = &cfg else {
+        return None;
+    };
+    let inner = tributary_formats::JsonConverter::new(inner, base_dir).ok()?;
+    let schema = tributary_transforms::TransformingConverter::new(
+        Box::new(inner),
+        chain,
+        j.on_error,
+        hidden,
+    )
+    .checked_schema()
+    .ok()??;
+    Some(schema.as_ref().clone())
+}
+
+/// The configured converter behind its record-size limit.
+fn inner_converter(p: &PipelineConfig, base_dir: &Path) -> anyhow::Result<Box<dyn Converter>> {
+    Ok(Box::new(tributary_formats::SizeGuard::new(
+        decoder(p, base_dir)?,
+        p.converter.max_record_bytes(),
+        p.converter.on_error(),
+    )))
+}
+
+/// The configured converter itself.
+fn decoder(p: &PipelineConfig, base_dir: &Path) -> anyhow::Result<Box<dyn Converter>> {
     match &p.converter {
         ConverterConfig::Json(j) => Ok(Box::new(
             tributary_formats::JsonConverter::new(j, base_dir)
                 .with_context(|| format!("pipeline {}: building the JSON converter", p.name))?,
+        )),
+        ConverterConfig::Avro(c) => Ok(Box::new(
+            tributary_formats::AvroConverter::new(c, base_dir)
+                .with_context(|| format!("pipeline {}: building the Avro converter", p.name))?,
+        )),
+        ConverterConfig::Protobuf(c) => Ok(Box::new(
+            tributary_formats::ProtobufConverter::new(c, base_dir)
+                .with_context(|| format!("pipeline {}: building the Protobuf converter", p.name))?,
         )),
     }
 }
@@ -135,10 +306,11 @@ pub fn converter(p: &PipelineConfig, base_dir: &Path) -> anyhow::Result<Box<dyn 
 pub fn sink(p: &PipelineConfig, worker_id: &str) -> anyhow::Result<Box<dyn Sink>> {
     match &p.sink {
         #[cfg(feature = "parquet-sink")]
-        SinkConfig::Parquet(s) => Ok(Box::new(
-            tributary_parquet_sink::ParquetSink::new(s, worker_id)
-                .with_context(|| format!("pipeline {}: building the Parquet sink", p.name))?,
-        )),
+        SinkConfig::Parquet(s) => {
+            let sink = tributary_parquet_sink::ParquetSink::new(s, worker_id)
+                .with_context(|| format!("pipeline {}: building the Parquet sink", p.name))?;
+            Ok(Box::new(with_dead_letter(p, sink)?))
+        }
         #[allow(unreachable_patterns)]
         _ => {
             let _ = worker_id;
@@ -147,6 +319,36 @@ pub fn sink(p: &PipelineConfig, worker_id: &str) -> anyhow::Result<Box<dyn Sink>
                 p.name
             )
         }
+    }
+}
+
+/// The sink with the pipeline's dead-letter route: the lake's
+/// `_dead_letter/` files (the sink's own) or a Kafka topic.
+#[cfg(feature = "parquet-sink")]
+fn with_dead_letter(
+    p: &PipelineConfig,
+    sink: tributary_parquet_sink::ParquetSink,
+) -> anyhow::Result<tributary_parquet_sink::ParquetSink> {
+    match &p.dead_letter {
+        tributary_config::DeadLetterConfig::Lake {} => Ok(sink),
+        #[cfg(feature = "kafka-dead-letter")]
+        tributary_config::DeadLetterConfig::Kafka(k) => {
+            let source_bootstrap = match &p.source {
+                SourceConfig::Kafka(s) => Some(s.bootstrap_servers.as_str()),
+                _ => None,
+            };
+            let route =
+                tributary_kafka_dead_letter::KafkaDeadLetter::new(k, source_bootstrap, &p.name)
+                    .with_context(|| {
+                        format!("pipeline {}: building the dead-letter topic route", p.name)
+                    })?;
+            Ok(sink.with_dead_letter_route(std::sync::Arc::new(route)))
+        }
+        #[cfg(not(feature = "kafka-dead-letter"))]
+        tributary_config::DeadLetterConfig::Kafka(_) => bail!(
+            "pipeline {}: the Kafka dead-letter route is not compiled into this binary (feature kafka-dead-letter)",
+            p.name
+        ),
     }
 }
 
@@ -207,5 +409,38 @@ url = "file:///tmp/lake"
             queue(&within_budget(&c.pipelines[0], &budget, 1)),
             Some("2048")
         );
+    }
+
+    /// With transforms, `partition_by` is checked against the rows after them.
+    #[test]
+    fn the_row_schema_known_offline_is_the_one_after_the_transforms() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let text = r#"
+[[pipelines]]
+name = "p"
+[pipelines.source]
+type = "datagen"
+[pipelines.converter]
+type = "json"
+schema = "config/schemas/orders.json"
+[pipelines.sink]
+type = "parquet"
+url = "file:///tmp/lake"
+[[pipelines.transforms]]
+type = "cast"
+fields = { amount = "float64" }
+[[pipelines.transforms]]
+type = "flatten"
+[[pipelines.transforms]]
+type = "drop"
+fields = ["items"]
+"#;
+        let c = tributary_config::from_str(text, FileFormat::Toml, "test", Vec::new()).unwrap();
+        let schema = known_row_schema(&c.pipelines[0], &root).expect("a known schema");
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert!(names.contains(&"shipping_country"), "{names:?}");
+        assert!(!names.contains(&"items"), "{names:?}");
+        // The offset the cast needs to find each row's record is not a row column.
+        assert!(!names.contains(&"_offset"), "{names:?}");
     }
 }

@@ -245,6 +245,40 @@ mod tests {
         assert!(checked >= 4, "only {checked} configs found");
     }
 
+    /// A `.proto` that does not compile and a message it lacks are named
+    /// with the key, the file, and the line.
+    #[test]
+    fn a_bad_protobuf_schema_is_named_by_validate() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let dir = tempfile::tempdir().unwrap();
+        let example = std::fs::read_to_string(root.join("examples/kafka-protobuf.toml")).unwrap();
+        let proto = dir.path().join("orders.proto");
+        let config = example.replace("config/schemas/orders.proto", &proto.display().to_string());
+        let path = dir.path().join("pb.toml");
+        std::fs::write(&path, &config).unwrap();
+        std::fs::write(
+            &proto,
+            "syntax = \"proto3\";\npackage shop.v1;\nmessage Order {\n  strin id = 1;\n}\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", validate(&path).unwrap_err());
+        assert!(
+            err.contains("pipelines.1.converter: converter.schema_file: ")
+                && err.contains("orders.proto:4:3: name 'strin' is not defined"),
+            "{err}"
+        );
+        std::fs::copy(root.join("config/schemas/orders.proto"), &proto).unwrap();
+        std::fs::write(&path, config.replace("shop.v1.Order", "shop.v1.Ordr")).unwrap();
+        let err = format!("{:#}", validate(&path).unwrap_err());
+        assert!(
+            err.contains(
+                "pipelines.1.converter: converter.message: no message \"shop.v1.Ordr\" in \
+                 orders.proto; it defines shop.v1.Order, shop.v1.Order.Item"
+            ),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_wrong_key_is_named_by_validate() {
         let dir = tempfile::tempdir().unwrap();

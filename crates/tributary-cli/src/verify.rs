@@ -1168,6 +1168,7 @@ mod tests {
                         rows,
                         bytes: format!("rows {first}..={last}").into_bytes().into(),
                     }],
+                    dead_letter_topic: None,
                 };
                 out.push(lake.land(&mut log, &w, landing).await.unwrap());
             }

@@ -27,6 +27,7 @@
 
 mod env;
 mod model;
+mod transform;
 mod units;
 mod validate;
 
@@ -37,8 +38,9 @@ use figment::value::Value;
 use figment::Figment;
 
 pub use model::*;
+pub use transform::*;
 pub use units::{is_secret_key, ByteSize, HumanDuration, Secret};
-pub use validate::validate;
+pub use validate::{validate, validate_schema_registry};
 
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "TRIBUTARY_";
@@ -186,7 +188,10 @@ fn refine_error(tree: &Value, origin: &str, e: figment::Error) -> ConfigError {
         ("source", "kafka") => fig.extract::<KafkaSourceConfig>().err(),
         ("source", "datagen") => fig.extract::<DatagenSourceConfig>().err(),
         ("converter", "json") => fig.extract::<JsonConverterConfig>().err(),
+        ("converter", "avro") => fig.extract::<AvroConverterConfig>().err(),
+        ("converter", "protobuf") => fig.extract::<ProtobufConverterConfig>().err(),
         ("sink", "parquet") => fig.extract::<ParquetSinkConfig>().err(),
+        ("dead_letter", "kafka") => fig.extract::<KafkaDeadLetterConfig>().err(),
         _ => None,
     };
     match err.map(|e| figment_error(origin, e)) {

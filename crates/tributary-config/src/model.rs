@@ -101,6 +101,14 @@ pub struct PipelineConfig {
     pub converter: ConverterConfig,
     /// Where rows land.
     pub sink: SinkConfig,
+    /// Transforms applied in order to the converter's rows before the sink
+    /// (README "Transforms").
+    #[serde(default)]
+    pub transforms: Vec<crate::transform::TransformConfig>,
+    /// Where rejected records go (`on_error = "dead_letter"`): the lake's
+    /// `_dead_letter/` files (default) or a Kafka topic.
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
 }
 
 /// Source connectors.
@@ -284,6 +292,12 @@ fn default_datagen_batch() -> usize {
 pub enum ConverterConfig {
     /// One JSON object per record.
     Json(JsonConverterConfig),
+    /// Confluent-framed Avro (magic byte, schema id, Avro body), writer
+    /// schemas fetched from a Schema Registry.
+    Avro(AvroConverterConfig),
+    /// Protocol Buffers: Confluent-framed with schemas from a Schema
+    /// Registry, or bare messages of one type from a local `.proto` file.
+    Protobuf(ProtobufConverterConfig),
 }
 
 /// What happens to a record that cannot be converted.
@@ -297,6 +311,22 @@ pub enum OnError {
     Skip,
     /// Write the record with its position and the reason to the dead-letter route.
     DeadLetter,
+}
+
+/// How a converter's table schema may change while a pipeline runs
+/// (`schema_evolution`). README "Schema evolution" describes the policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaEvolution {
+    /// New fields are added as nullable columns and types may widen
+    /// (int8 → int64, int → float64, float32 → float64, string → large
+    /// string, ...); the sink starts a new file when the schema grows.
+    /// Changes that are not widenings are incompatible and follow `on_error`.
+    #[default]
+    Merge,
+    /// The table schema never changes: rows that do not fit it are
+    /// incompatible and follow `on_error`.
+    Strict,
 }
 
 /// Kafka metadata a converter can add as columns.
@@ -335,13 +365,115 @@ pub struct JsonConverterConfig {
     /// What to do with a record that does not parse or does not fit the schema.
     #[serde(default)]
     pub on_error: OnError,
+    /// Records whose key and value together are larger than this are not
+    /// decoded: they follow `on_error` with a reason giving both sizes.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: ByteSize,
     /// Kafka metadata columns to append.
     #[serde(default)]
     pub metadata: Vec<MetadataField>,
+    /// Whether records may grow the schema: `merge` (the default with
+    /// `infer = true`) or `strict` (the default with a `schema` file, whose
+    /// unknown fields are then ignored).
+    #[serde(default)]
+    pub schema_evolution: Option<SchemaEvolution>,
+}
+
+/// 8 MiB: far above a normal event, far below what the flush and memory
+/// limits are sized for.
+fn default_max_record_bytes() -> ByteSize {
+    ByteSize(8 << 20)
 }
 
 fn default_infer_records() -> usize {
     1_000
+}
+
+/// A Confluent Schema Registry (shared by the Avro and Protobuf converters).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRegistryConfig {
+    /// Base URL, `http://` or `https://`, e.g. `http://127.0.0.1:8081`.
+    pub url: String,
+    /// Basic-auth user name (needs `password`).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Basic-auth password (needs `username`); never logged.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// PEM file with the CA certificate(s) of a private CA, trusted in
+    /// addition to the system roots for `https://` URLs.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Timeout of one registry request (connect + response).
+    #[serde(default = "default_registry_timeout")]
+    pub timeout: HumanDuration,
+}
+
+fn default_registry_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+
+/// Avro converter: Confluent wire format, schemas from a Schema Registry.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AvroConverterConfig {
+    /// Where writer schemas are fetched from, by the id in each record.
+    pub schema_registry: SchemaRegistryConfig,
+    /// Field holding the record time (drives `partition_by`); the Kafka
+    /// timestamp is used when absent or null.
+    #[serde(default)]
+    pub timestamp_field: Option<String>,
+    /// What to do with a record that cannot be decoded.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Records whose key and value together are larger than this are not
+    /// decoded: they follow `on_error` with a reason giving both sizes.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: ByteSize,
+    /// Kafka metadata columns to append.
+    #[serde(default)]
+    pub metadata: Vec<MetadataField>,
+    /// Whether new writer schemas may grow the table schema (`merge`, the
+    /// default) or must fit it (`strict`).
+    #[serde(default)]
+    pub schema_evolution: SchemaEvolution,
+}
+
+/// Protobuf converter. Exactly one of `schema_registry` (records are
+/// Confluent-framed: magic byte, schema id, message indexes, message) and
+/// `schema_file` + `message` (records are bare messages of that type).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtobufConverterConfig {
+    /// Where schemas are fetched from, by the id in each record.
+    #[serde(default)]
+    pub schema_registry: Option<SchemaRegistryConfig>,
+    /// A local `.proto` file (its imports are looked up next to it; the
+    /// `google/protobuf/*.proto` well-known types are built in).
+    #[serde(default)]
+    pub schema_file: Option<PathBuf>,
+    /// Full name of the message type in `schema_file`, e.g. `shop.v1.Order`.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Field holding the record time (a top-level `google.protobuf.Timestamp`);
+    /// the Kafka timestamp is used when absent or unset.
+    #[serde(default)]
+    pub timestamp_field: Option<String>,
+    /// What to do with a record that cannot be decoded.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Records whose key and value together are larger than this are not
+    /// decoded: they follow `on_error` with a reason giving both sizes.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: ByteSize,
+    /// Kafka metadata columns to append.
+    #[serde(default)]
+    pub metadata: Vec<MetadataField>,
+    /// Whether new schema versions may grow the table schema (`merge`, the
+    /// default) or must fit it (`strict`).
+    #[serde(default)]
+    pub schema_evolution: SchemaEvolution,
 }
 
 /// Sinks.
@@ -421,12 +553,19 @@ pub struct ParquetSinkConfig {
     #[serde(default = "default_row_group_size")]
     pub row_group_size: usize,
     /// Hive-style partition path from the record time, strftime syntax,
-    /// e.g. `dt=%Y-%m-%d/hour=%H`. Files go to the root when absent.
+    /// e.g. `dt=%Y-%m-%d/hour=%H`, and from field values, `{field}` or
+    /// `{parent.child}`, escaped as Hive does (`country={country}/dt=%Y-%m-%d`).
+    /// Files go to the root when absent.
     #[serde(default)]
     pub partition_by: Option<String>,
     /// IANA timezone `partition_by` is evaluated in.
     #[serde(default = "default_timezone")]
     pub timezone: String,
+    /// Where records with a time far from the clock go (needs
+    /// `partition_by`). Absent: every record goes to its own time partition
+    /// and none is counted late.
+    #[serde(default)]
+    pub late_data: Option<LateDataConfig>,
     /// Flush thresholds.
     #[serde(default)]
     pub flush: FlushConfig,
@@ -440,6 +579,39 @@ fn default_row_group_size() -> usize {
 }
 fn default_timezone() -> String {
     "UTC".into()
+}
+
+/// Late-data policy of a partitioned sink: a record is *late* when its time
+/// is before `now - allowed_lateness`, and is treated the same way when it is
+/// after `now + allowed_future` (a producer clock or a field gone wrong).
+/// Such records are counted (`tributary_records_late_total`) and placed by
+/// `policy`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LateDataConfig {
+    /// Where late records go.
+    #[serde(default)]
+    pub policy: LatePolicy,
+    /// How far behind the clock a record time may be before it is late.
+    pub allowed_lateness: HumanDuration,
+    /// How far ahead of the clock a record time may be.
+    #[serde(default = "default_allowed_future")]
+    pub allowed_future: HumanDuration,
+}
+
+fn default_allowed_future() -> HumanDuration {
+    HumanDuration::from_secs(300)
+}
+
+/// Which time partition a late record is written to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatePolicy {
+    /// The partition of its own record time (default).
+    #[default]
+    EventTime,
+    /// The partition of the time it is written (processing time).
+    ProcessingTime,
 }
 
 /// Object-store connection settings. Unset fields fall back to the standard
@@ -472,4 +644,79 @@ pub struct StorageConfig {
     /// (e.g. `aws_sse_kms_key_id`, `google_service_account`, `azure_storage_account_name`).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+}
+
+/// The dead-letter route of a pipeline: where records that cannot be
+/// converted go under `on_error = "dead_letter"`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum DeadLetterConfig {
+    /// JSON-lines files under `_dead_letter/` in the sink's lake, listed by
+    /// the commit of their range (the default).
+    Lake {},
+    /// A Kafka topic: each reject is produced with its original key, value
+    /// and headers plus `tributary.*` error headers, durably, before the
+    /// lake commit of its range.
+    Kafka(KafkaDeadLetterConfig),
+}
+
+/// How a source partition's rejects are spread over the dead-letter
+/// topic's partitions. Either way one source partition always writes to one
+/// dead-letter partition, which is what makes replays detectable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterPartitioner {
+    /// Source partition number modulo the dead-letter topic's partitions.
+    #[default]
+    SourcePartition,
+    /// CRC-32C of `<topic>/<partition>` modulo the dead-letter topic's
+    /// partitions (spreads several source topics more evenly).
+    Hash,
+}
+
+/// The Kafka dead-letter topic route.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaDeadLetterConfig {
+    /// The dead-letter topic. It must exist: Tributary does not create it.
+    pub topic: String,
+    /// Comma-separated `host:port` list; the source's when absent (required
+    /// when the source is not Kafka).
+    #[serde(default)]
+    pub bootstrap_servers: Option<String>,
+    /// Which dead-letter partition a source partition writes to.
+    #[serde(default)]
+    pub partitioner: DeadLetterPartitioner,
+    /// How long one landing waits for its dead-letter records to be
+    /// acknowledged (librdkafka `message.timeout.ms`) and for the scan of
+    /// the dead-letter partition before producing.
+    #[serde(default = "default_dead_letter_timeout")]
+    pub timeout: HumanDuration,
+    /// librdkafka properties of the dead-letter producer (and of its scan
+    /// consumer), passed through as they are (TLS, SASL). Values of keys that
+    /// look secret are never printed.
+    #[serde(default)]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig::Lake {}
+    }
+}
+
+fn default_dead_letter_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+
+impl fmt::Debug for KafkaDeadLetterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaDeadLetterConfig")
+            .field("topic", &self.topic)
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("partitioner", &self.partitioner)
+            .field("timeout", &self.timeout)
+            .field("librdkafka", &redacted(&self.librdkafka))
+            .finish()
+    }
 }

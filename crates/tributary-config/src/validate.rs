@@ -75,6 +75,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         validate_source(&format!("{key}.source"), &p.source)?;
         validate_converter(&format!("{key}.converter"), &p.converter)?;
         validate_sink(&format!("{key}.sink"), &p.sink)?;
+        validate_dead_letter(&format!("{key}.dead_letter"), &p.dead_letter, &p.source)?;
     }
     Ok(())
 }
@@ -240,6 +241,12 @@ fn validate_file_source(key: &str, f: &crate::FileSourceConfig) -> Result<(), Co
 }
 
 fn validate_converter(key: &str, converter: &ConverterConfig) -> Result<(), ConfigError> {
+    if converter.max_record_bytes() == 0 {
+        return Err(ConfigError::invalid(
+            format!("{key}.max_record_bytes"),
+            "must be at least 1 byte",
+        ));
+    }
     match converter {
         ConverterConfig::Json(j) => {
             match (&j.schema, j.infer) {
@@ -281,6 +288,160 @@ fn validate_converter(key: &str, converter: &ConverterConfig) -> Result<(), Conf
                 }
             }
         }
+        ConverterConfig::Avro(a) => {
+            validate_schema_registry(&format!("{key}.schema_registry"), &a.schema_registry)?;
+            if let Some(f) = &a.timestamp_field {
+                if f.trim().is_empty() {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.timestamp_field"),
+                        "must not be empty",
+                    ));
+                }
+            }
+            let mut seen = HashSet::new();
+            for (i, m) in a.metadata.iter().enumerate() {
+                if !seen.insert(*m) {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.metadata.{i}"),
+                        format!("{m:?} is listed twice"),
+                    ));
+                }
+            }
+        }
+        ConverterConfig::Protobuf(p) => validate_protobuf(key, p)?,
+    }
+    Ok(())
+}
+
+/// Checks a protobuf converter table: a registry or a schema file with a
+/// message name, never both; no metadata column listed twice.
+fn validate_protobuf(key: &str, p: &ProtobufConverterConfig) -> Result<(), ConfigError> {
+    match (&p.schema_registry, &p.schema_file) {
+        (Some(r), None) => {
+            validate_schema_registry(&format!("{key}.schema_registry"), r)?;
+            if p.message.is_some() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.message"),
+                    "only with `schema_file`: with `schema_registry` each record names its \
+                     message type",
+                ));
+            }
+        }
+        (None, Some(_)) => match &p.message {
+            Some(m) if !m.trim().is_empty() => {}
+            _ => {
+                return Err(ConfigError::invalid(
+                    format!("{key}.message"),
+                    "required with `schema_file`: the full name of the message type, \
+                     e.g. \"shop.v1.Order\"",
+                ))
+            }
+        },
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(
+                format!("{key}.schema_file"),
+                "set either `schema_registry` or `schema_file`, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(ConfigError::invalid(
+                format!("{key}.schema_registry"),
+                "a `schema_registry` table or a `schema_file` with a `message` is required",
+            ))
+        }
+    }
+    if let Some(f) = &p.timestamp_field {
+        if f.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{key}.timestamp_field"),
+                "must not be empty",
+            ));
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, m) in p.metadata.iter().enumerate() {
+        if !seen.insert(*m) {
+            return Err(ConfigError::invalid(
+                format!("{key}.metadata.{i}"),
+                format!("{m:?} is listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a `schema_registry` table without contacting the registry: the URL
+/// is `http://` or `https://` with a host, user name and password come
+/// together, `ca_file` only with `https://`, and the timeout is not zero.
+/// `key` is the table's key path, e.g. `pipelines.0.converter.schema_registry`.
+pub fn validate_schema_registry(key: &str, r: &SchemaRegistryConfig) -> Result<(), ConfigError> {
+    let url = r.url.trim();
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, rest)) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {
+            (s.to_ascii_lowercase(), rest)
+        }
+        _ => {
+            return Err(ConfigError::invalid(
+                format!("{key}.url"),
+                format!("{:?} is not an http:// or https:// URL", r.url),
+            ))
+        }
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(ConfigError::invalid(
+            format!("{key}.url"),
+            format!("{:?} has no host", r.url),
+        ));
+    }
+    if authority.contains('@') {
+        return Err(ConfigError::invalid(
+            format!("{key}.url"),
+            "put credentials in `username` and `password`, not in the URL",
+        ));
+    }
+    if let Some((_, port)) = authority
+        .rsplit_once(':')
+        .filter(|_| !authority.ends_with(']'))
+    {
+        if port.parse::<u16>().is_err() {
+            return Err(ConfigError::invalid(
+                format!("{key}.url"),
+                format!("{:?} has an invalid port {port:?}", r.url),
+            ));
+        }
+    }
+    match (&r.username, &r.password) {
+        (Some(_), None) => {
+            return Err(ConfigError::invalid(
+                format!("{key}.password"),
+                "`username` is set, so `password` is needed too",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::invalid(
+                format!("{key}.username"),
+                "`password` is set, so `username` is needed too",
+            ))
+        }
+        _ => {}
+    }
+    if r.ca_file.is_some() && scheme != "https" {
+        return Err(ConfigError::invalid(
+            format!("{key}.ca_file"),
+            "a CA file only applies to an https:// URL",
+        ));
+    }
+    if r.timeout.0.is_zero() {
+        return Err(ConfigError::invalid(
+            format!("{key}.timeout"),
+            "must be greater than zero",
+        ));
     }
     Ok(())
 }
@@ -360,6 +521,20 @@ fn validate_sink(key: &str, sink: &SinkConfig) -> Result<(), ConfigError> {
                     ),
                 ));
             }
+            if let Some(late) = &p.late_data {
+                if p.partition_by.is_none() {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.late_data"),
+                        "needs partition_by: it chooses the time partition of late records",
+                    ));
+                }
+                if late.allowed_lateness.0.is_zero() {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.late_data.allowed_lateness"),
+                        "must be more than 0 (every record would be late)",
+                    ));
+                }
+            }
             let f = &p.flush;
             if f.max_records == 0 {
                 return Err(ConfigError::invalid(
@@ -393,6 +568,96 @@ fn validate_sink(key: &str, sink: &SinkConfig) -> Result<(), ConfigError> {
                     ));
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// librdkafka properties the Kafka dead-letter route sets itself: they are
+/// what makes a delivered record durable and never doubled by a retry.
+const OWNED_DEAD_LETTER_PROPS: [(&str, &str); 6] = [
+    ("bootstrap.servers", "set `bootstrap_servers` instead"),
+    (
+        "enable.idempotence",
+        "the dead-letter producer is always idempotent",
+    ),
+    (
+        "acks",
+        "the dead-letter producer always waits for all in-sync replicas",
+    ),
+    ("message.timeout.ms", "set `timeout` instead"),
+    (
+        "transactional.id",
+        "the dead-letter route does not use transactions (see docs/LANDING.md)",
+    ),
+    ("group.id", "the dead-letter scan joins no group"),
+];
+
+fn validate_dead_letter(
+    key: &str,
+    dead_letter: &DeadLetterConfig,
+    source: &SourceConfig,
+) -> Result<(), ConfigError> {
+    let DeadLetterConfig::Kafka(k) = dead_letter else {
+        return Ok(());
+    };
+    let t = &k.topic;
+    if t.is_empty()
+        || t.len() > 249
+        || t == "."
+        || t == ".."
+        || !t
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err(ConfigError::invalid(
+            format!("{key}.topic"),
+            format!("{t:?} is not a topic name (letters, digits, '.', '_', '-')"),
+        ));
+    }
+    match (&k.bootstrap_servers, source) {
+        (Some(servers), _) => {
+            for (j, server) in servers.split(',').enumerate() {
+                let server = server.trim();
+                let ok = server
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+                if !ok {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.bootstrap_servers"),
+                        format!("entry {j} ({server:?}) is not host:port"),
+                    ));
+                }
+            }
+        }
+        (None, SourceConfig::Kafka(_)) => {}
+        (None, _) => {
+            return Err(ConfigError::invalid(
+                format!("{key}.bootstrap_servers"),
+                "required: the source is not Kafka, so there are no servers to default to",
+            ))
+        }
+    }
+    if let SourceConfig::Kafka(s) = source {
+        if s.topics.iter().any(|topic| topic == t) {
+            return Err(ConfigError::invalid(
+                format!("{key}.topic"),
+                format!("{t:?} is also a source topic: rejects would be read back"),
+            ));
+        }
+    }
+    if k.timeout.0.is_zero() {
+        return Err(ConfigError::invalid(
+            format!("{key}.timeout"),
+            "must be greater than zero",
+        ));
+    }
+    for prop in k.librdkafka.keys() {
+        if let Some((_, why)) = OWNED_DEAD_LETTER_PROPS.iter().find(|(p, _)| p == prop) {
+            return Err(ConfigError::invalid(
+                format!("{key}.librdkafka.\"{prop}\""),
+                format!("may not be set here: {why}"),
+            ));
         }
     }
     Ok(())

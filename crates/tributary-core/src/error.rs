@@ -142,13 +142,30 @@ pub enum SinkError {
         /// The partition.
         partition: TopicPartition,
     },
+    /// Writing rejects to the dead-letter topic failed; the range was not
+    /// committed and is read again.
+    #[error("{partition}: dead-letter topic {topic} at offsets {first_offset}..={last_offset}: {message}")]
+    DeadLetter {
+        /// Source partition of the rejects.
+        partition: TopicPartition,
+        /// Dead-letter topic.
+        topic: String,
+        /// First offset of the range being landed.
+        first_offset: i64,
+        /// Last offset of the range being landed.
+        last_offset: i64,
+        /// What went wrong.
+        message: String,
+        /// Retry hint.
+        class: ErrorClass,
+    },
 }
 
 impl SinkError {
     /// Retry hint.
     pub fn class(&self) -> ErrorClass {
         match self {
-            SinkError::Storage { class, .. } => *class,
+            SinkError::Storage { class, .. } | SinkError::DeadLetter { class, .. } => *class,
             _ => ErrorClass::Permanent,
         }
     }

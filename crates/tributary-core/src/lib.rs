@@ -20,10 +20,14 @@
 
 #![warn(missing_docs)]
 
+mod dead_letter;
 mod error;
 mod model;
 mod traits;
 
+pub use dead_letter::{
+    DeadLetterDelivery, DeadLetterPositions, DeadLetterRequest, DeadLetterRoute,
+};
 pub use error::{ConvertError, ErrorClass, SinkError, SourceError};
 pub use model::{
     Header, Landed, LandedFile, RawRecord, Reject, RowBatch, SourceBatch, TopicPartition,

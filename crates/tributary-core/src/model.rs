@@ -151,7 +151,8 @@ pub struct RowBatch {
     pub event_time_ms: Vec<i64>,
     /// Records that could not be converted and are routed to the dead-letter route.
     pub rejects: Vec<Reject>,
-    /// Records dropped under `on_error = "skip"` (counted, never silent).
+    /// Records dropped under `on_error = "skip"`, or removed by a filter
+    /// transform (counted, never silent).
     pub skipped: usize,
 }
 
@@ -183,6 +184,10 @@ pub struct Landed {
     pub dead_lettered: u64,
     /// Records skipped under `on_error = "skip"`.
     pub skipped: u64,
+    /// Rows of the range whose record time was outside the sink's late-data
+    /// window (late, or too far ahead of the clock). Counted by the sink as
+    /// it buffered them; not part of the commit record.
+    pub late: u64,
     /// Files the commit lists.
     pub files: Vec<LandedFile>,
 }

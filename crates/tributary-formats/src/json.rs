@@ -20,19 +20,21 @@ use arrow::record_batch::RecordBatch;
 use serde::de::IgnoredAny;
 use serde_json::Value;
 use tracing::{debug, info, warn};
-use tributary_config::{JsonConverterConfig, MetadataField, OnError};
+use tributary_config::{JsonConverterConfig, MetadataField, OnError, SchemaEvolution};
 use tributary_core::{
     ConvertError, Converter, RawRecord, Reject, RowBatch, SourceBatch, TopicPartition,
 };
 
 use crate::error::FormatError;
+use crate::evolution::TableSchema;
 use crate::schema::load_schema;
 
+mod evolve;
 #[cfg(test)]
 mod tests;
 
 /// Reason given for a record without a payload.
-const TOMBSTONE: &str = "tombstone: the record has no payload (null value)";
+pub(crate) const TOMBSTONE: &str = "tombstone: the record has no payload (null value)";
 
 /// Longest reject reason kept; longer ones (arrow quotes offending values) are cut.
 const MAX_REASON_BYTES: usize = 512;
@@ -89,7 +91,38 @@ const UNMASKED_NULLS: &str =
 /// inferred as a string it becomes
 /// `Timestamp(Microsecond, "UTC")` (RFC 3339 text); when it is inferred as an
 /// integer it becomes `Timestamp(Millisecond, "UTC")`, i.e. the integers are
-/// read as **epoch milliseconds**. The schema never changes afterwards.
+/// read as **epoch milliseconds**.
+///
+/// # Schema evolution
+///
+/// With `schema_evolution = "merge"` (the default with `infer = true`) the
+/// schema grows when records need it. Before a batch is decoded, each record
+/// is checked against the schema (one pass of a JSON parser that allocates
+/// nothing); the records that carry a field the schema lacks (holding a
+/// value: fields seen only as `null`, `[]` or `{}` are not added), a fraction
+/// where the column holds integers, or an object or array where the column
+/// holds scalars have their own schema inferred and merged into the current
+/// one by the rules of [`crate::evolution`]: new fields are appended,
+/// nullable; integer columns widen to `float64`; structs and lists evolve
+/// recursively. A column's own number type otherwise stays (an `int32` of a
+/// schema file is not widened because inference reads every integer as
+/// `int64`). The schema grows to at most 1,000 fields (counted at every
+/// depth); records that would grow it further are rejected. Records the
+/// decoder then still refuses are merged the same way, once.
+///
+/// A record whose shape cannot be merged (an object where a number was) is
+/// rejected by `on_error` with the [`crate::evolution::SchemaChange`] as its
+/// reason; a string that does not parse as the column's number or time, or a
+/// number out of its column's range, is rejected with the decoder's reason,
+/// as before. Every batch is then cast to the converter's merged table schema
+/// (metadata columns keep their place; later fields come after them), so
+/// old-shape records after a change get nulls and wider types and the schema
+/// only ever grows.
+///
+/// With `schema_evolution = "strict"` (the default with a `schema` file) the
+/// schema never changes: fields it does not list are ignored and values that
+/// do not fit their column are rejected. A schema file can opt into `merge`:
+/// it is then the starting schema.
 ///
 /// # Event time
 ///
@@ -101,6 +134,8 @@ pub struct JsonConverter {
     settings: Settings,
     /// `None` while the schema is still to be inferred.
     plan: Option<Plan>,
+    /// The merged schema of every batch returned so far.
+    table: TableSchema,
 }
 
 /// Converter settings that do not depend on the schema.
@@ -110,10 +145,15 @@ struct Settings {
     on_error: OnError,
     metadata: Vec<MetadataField>,
     infer_records: usize,
+    evolution: SchemaEvolution,
 }
 
 impl Settings {
-    fn from_config(cfg: &JsonConverterConfig) -> Result<Self, FormatError> {
+    /// `evolution` is the policy when the configuration sets none.
+    fn from_config(
+        cfg: &JsonConverterConfig,
+        evolution: SchemaEvolution,
+    ) -> Result<Self, FormatError> {
         for (k, m) in cfg.metadata.iter().enumerate() {
             if cfg.metadata[..k].contains(m) {
                 return Err(FormatError::Converter {
@@ -127,6 +167,7 @@ impl Settings {
             on_error: cfg.on_error,
             metadata: cfg.metadata.clone(),
             infer_records: cfg.infer_records,
+            evolution: cfg.schema_evolution.unwrap_or(evolution),
         })
     }
 }
@@ -160,8 +201,10 @@ impl JsonConverter {
                         message: "must be at least 1".into(),
                     });
                 }
+                let settings = Settings::from_config(cfg, SchemaEvolution::Merge)?;
                 Ok(Self {
-                    settings: Settings::from_config(cfg)?,
+                    table: TableSchema::new(settings.evolution),
+                    settings,
                     plan: None,
                 })
             }
@@ -169,14 +212,135 @@ impl JsonConverter {
     }
 
     /// Builds a converter for a known payload schema. `schema` and `infer` of
-    /// `cfg` are ignored; its other settings apply.
+    /// `cfg` are ignored; its other settings apply (`schema_evolution`
+    /// defaults to `strict`).
     pub fn with_schema(schema: SchemaRef, cfg: &JsonConverterConfig) -> Result<Self, FormatError> {
-        let settings = Settings::from_config(cfg)?;
+        let settings = Settings::from_config(cfg, SchemaEvolution::Strict)?;
         let plan = Plan::new(schema, &settings, false)?;
         Ok(Self {
+            table: TableSchema::new(settings.evolution),
             settings,
             plan: Some(plan),
         })
+    }
+
+    /// Decodes the records at `candidates` with schema evolution (see
+    /// "Schema evolution" on [`JsonConverter`]).
+    fn decode_evolving(
+        &mut self,
+        records: &[RawRecord],
+        candidates: &[usize],
+        out: &mut Decoded,
+    ) -> Result<(), ConvertError> {
+        let Some(plan) = &self.plan else {
+            return Ok(());
+        };
+        let flagged: Vec<usize> = candidates
+            .iter()
+            .copied()
+            .filter(|&i| {
+                !evolve::fits(
+                    payload(&records[i]),
+                    plan.payload.fields(),
+                    plan.coerce_primitive,
+                )
+            })
+            .collect();
+        let mut refused = Vec::new();
+        if !flagged.is_empty() {
+            self.grow(records, &flagged, &mut refused)?;
+        }
+        let mut skip = vec![false; records.len()];
+        for (i, _) in &refused {
+            skip[*i] = true;
+        }
+        let mut todo: Vec<usize> = candidates.iter().copied().filter(|&i| !skip[i]).collect();
+        let mut attempt = Decoded::default();
+        self.plan_mut()?.decode(records, &todo, &mut attempt)?;
+        if !attempt.rejects.is_empty() {
+            // Records the decoder refused: merge them once more, so a shape
+            // that is not a widening gets the schema change as its reason.
+            let failed: Vec<usize> = attempt.rejects.iter().map(|(i, _)| *i).collect();
+            let before = refused.len();
+            if self.grow(records, &failed, &mut refused)? {
+                for (i, _) in &refused[before..] {
+                    skip[*i] = true;
+                }
+                todo.retain(|&i| !skip[i]);
+                attempt = Decoded::default();
+                self.plan_mut()?.decode(records, &todo, &mut attempt)?;
+            } else {
+                // Not mergeable: the schema change is the better reason.
+                for (i, reason) in refused.drain(before..) {
+                    if let Some(r) = attempt.rejects.iter_mut().find(|(r, _)| *r == i) {
+                        r.1 = reason;
+                    }
+                }
+            }
+        }
+        out.batches = attempt.batches;
+        out.rows = attempt.rows;
+        out.rejects.extend(attempt.rejects);
+        out.rejects.extend(refused);
+        Ok(())
+    }
+
+    fn plan_mut(&mut self) -> Result<&mut Plan, ConvertError> {
+        self.plan
+            .as_mut()
+            .ok_or_else(|| internal("no schema to decode with"))
+    }
+
+    /// Grows the payload schema so that the records at `idx` fit; records
+    /// that cannot be merged are added to `refused` with the reason. Whether
+    /// the schema grew.
+    fn grow(
+        &mut self,
+        records: &[RawRecord],
+        idx: &[usize],
+        refused: &mut Vec<(usize, String)>,
+    ) -> Result<bool, ConvertError> {
+        let Some(plan) = &self.plan else {
+            return Ok(false);
+        };
+        let reserved: Vec<Field> = self
+            .settings
+            .metadata
+            .iter()
+            .map(|m| metadata_field(*m))
+            .collect();
+        let reserved: Vec<&str> = reserved.iter().map(|f| f.name().as_str()).collect();
+        let current = plan.payload.clone();
+        let (fields, rejects) = evolve::grow(
+            current.fields(),
+            idx.iter().map(|&i| (i, payload(&records[i]))),
+            plan.coerce_primitive,
+            &reserved,
+        );
+        refused.extend(rejects);
+        if &fields == current.fields() {
+            return Ok(false);
+        }
+        let changed: Vec<&str> = fields
+            .iter()
+            .filter(|f| current.field_with_name(f.name()).ok() != Some(f.as_ref()))
+            .map(|f| f.name().as_str())
+            .collect();
+        info!(
+            fields_before = current.fields().len(),
+            fields_after = fields.len(),
+            changed = ?changed,
+            "The JSON schema grew: records carry new fields or wider types."
+        );
+        let schema = Arc::new(Schema::new_with_metadata(
+            fields,
+            current.metadata().clone(),
+        ));
+        let coerce = plan.coerce_primitive;
+        let plan = Plan::new(schema, &self.settings, coerce)
+            .map_err(|e| internal(format!("cannot decode the grown schema: {e}")))?;
+        self.plan = Some(plan);
+        Ok(true)
     }
 
     /// Infers the payload schema from the JSON objects among `records`.
@@ -236,7 +400,8 @@ impl JsonConverter {
         info!(
             fields = schema.fields().len(),
             sampled = sample.len(),
-            "Inferred the JSON schema; it is fixed from now on."
+            schema_evolution = ?self.settings.evolution,
+            "Inferred the JSON schema."
         );
         Ok(Some(Plan::new(schema, &self.settings, true)?))
     }
@@ -244,7 +409,10 @@ impl JsonConverter {
 
 impl Converter for JsonConverter {
     fn schema(&self) -> Option<SchemaRef> {
-        self.plan.as_ref().map(|p| p.output.clone())
+        match self.table.schema() {
+            Some(s) => Some(s.clone()),
+            None => self.plan.as_ref().map(|p| p.output.clone()),
+        }
     }
 
     fn convert(&mut self, batch: SourceBatch) -> Result<RowBatch, ConvertError> {
@@ -268,6 +436,9 @@ impl Converter for JsonConverter {
             }
         }
         match &mut self.plan {
+            Some(_) if self.settings.evolution == SchemaEvolution::Merge => {
+                self.decode_evolving(&records, &candidates, &mut decoded)?
+            }
             Some(plan) => plan.decode(&records, &candidates, &mut decoded)?,
             // Inference found no JSON object: none of these is one.
             None => decoded.rejects.extend(
@@ -322,7 +493,17 @@ impl Converter for JsonConverter {
         }
 
         let (rows, event_time_ms) = match &self.plan {
-            Some(plan) => plan.assemble(&partition, &records, decoded.batches, &decoded.rows)?,
+            Some(plan) => {
+                let (rows, times) =
+                    plan.assemble(&partition, &records, decoded.batches, &decoded.rows)?;
+                // The plan only grows by merging, so its rows always fit the table.
+                let rows = self.table.admit(rows).map_err(|change| {
+                    internal(format!(
+                        "decoded rows do not fit the table schema: {change}"
+                    ))
+                })?;
+                (rows, times)
+            }
             None => (
                 RecordBatch::new_empty(Arc::new(Schema::empty())),
                 Vec::new(),
@@ -669,7 +850,7 @@ impl Plan {
 }
 
 /// Per row: the timestamp in milliseconds, or `fallback(record index)` when null.
-fn to_millis<T: ArrowPrimitiveType<Native = i64>>(
+pub(crate) fn to_millis<T: ArrowPrimitiveType<Native = i64>>(
     column: &ArrayRef,
     rows: &[usize],
     to_ms: impl Fn(i64) -> i64,
@@ -690,7 +871,7 @@ fn to_millis<T: ArrowPrimitiveType<Native = i64>>(
     )
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -802,7 +983,7 @@ fn arrow_message(error: &ArrowError) -> String {
 }
 
 /// Cuts a reason to [`MAX_REASON_BYTES`].
-fn cap(mut reason: String) -> String {
+pub(crate) fn cap(mut reason: String) -> String {
     if reason.len() > MAX_REASON_BYTES {
         let mut end = MAX_REASON_BYTES;
         while !reason.is_char_boundary(end) {
@@ -814,7 +995,7 @@ fn cap(mut reason: String) -> String {
     reason
 }
 
-fn internal(message: impl Into<String>) -> ConvertError {
+pub(crate) fn internal(message: impl Into<String>) -> ConvertError {
     ConvertError::Internal {
         message: message.into(),
     }
@@ -847,7 +1028,7 @@ fn normalize_inferred_type(data_type: &DataType) -> DataType {
 }
 
 /// The column a metadata field adds.
-fn metadata_field(m: MetadataField) -> Field {
+pub(crate) fn metadata_field(m: MetadataField) -> Field {
     match m {
         MetadataField::Topic => Field::new("_topic", DataType::Utf8, false),
         MetadataField::Partition => Field::new("_partition", DataType::Int32, false),
@@ -861,7 +1042,7 @@ fn metadata_field(m: MetadataField) -> Field {
     }
 }
 
-fn metadata_column(
+pub(crate) fn metadata_column(
     m: MetadataField,
     partition: &TopicPartition,
     records: &[RawRecord],

@@ -9,6 +9,24 @@
 //!   dead-lettered by the `on_error` policy, each with a reason that names the
 //!   field; Kafka metadata can be appended as `_topic`, `_partition`,
 //!   `_offset`, `_timestamp` and `_key` columns; every row gets an event time.
+//! - [`ProtobufConverter`]: Protocol Buffers, Confluent-framed with schemas
+//!   from a Schema Registry (compiled from `.proto` text at run time) or bare
+//!   messages of one type from a local `.proto` file, decoded straight into
+//!   Arrow columns (structs, lists, maps, timestamps), with rejects that name
+//!   the field and the byte offset.
+//! - [`AvroConverter`]: Confluent-framed Avro, each record decoded with its
+//!   own writer schema from a Schema Registry (records, nullable unions,
+//!   enums, arrays, maps, logical types), with rejects that name the field
+//!   and the byte offset; schema changes go through [`evolution`].
+//! - [`evolution`]: the merged table schema every converter passes its
+//!   batches through (`schema_evolution`): new fields become nullable
+//!   columns, types widen, old-shape batches are cast up, anything else is a
+//!   [`evolution::SchemaChange`] naming the field. The JSON converter also
+//!   grows its inferred schema when records carry new fields or fractions in
+//!   integer columns.
+//! - [`registry`]: the Schema Registry client (schemas cached by id, basic
+//!   auth, private CA, documented error bodies); [`wire`]: the Confluent
+//!   framing (magic byte, schema id).
 //! - [`load_schema`] / [`parse_schema`]: the schema file format
 //!   (`config/schemas/README.md` describes it), with errors that name the file
 //!   and the field path: `orders.json: fields[3].type: unknown type "int65"`.
@@ -60,12 +78,22 @@
 
 #![warn(missing_docs)]
 
+mod avro;
 mod error;
+pub mod evolution;
 mod json;
+mod protobuf;
+pub mod registry;
+mod rejects;
 mod schema;
+mod size_guard;
+pub mod wire;
 mod writer;
 
+pub use avro::AvroConverter;
 pub use error::FormatError;
 pub use json::JsonConverter;
+pub use protobuf::{encode_message_indexes, ProtobufConverter};
 pub use schema::{load_schema, parse_schema};
+pub use size_guard::{oversize_reason, SizeGuard};
 pub use writer::{writer_properties, CREATED_BY};

@@ -136,6 +136,7 @@ pub(crate) fn status_json(worker_id: &str, s: &PipelineStatus) -> Value {
             "landed_rows": t.landed_rows,
             "dead_lettered": t.dead_lettered,
             "skipped": t.skipped,
+            "late": t.late,
             "files": t.files,
             "bytes": t.bytes,
             "landings": t.landings,

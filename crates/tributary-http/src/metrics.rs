@@ -10,7 +10,8 @@
 //! | `tributary_records_consumed_total` | counter | records received from the source |
 //! | `tributary_records_landed_total` | counter | rows landed in data files |
 //! | `tributary_records_dead_lettered_total` | counter | records landed in the dead-letter route |
-//! | `tributary_records_skipped_total` | counter | records skipped (`on_error = "skip"`) |
+//! | `tributary_records_skipped_total` | counter | records skipped (`on_error = "skip"`, or removed by a filter transform) |
+//! | `tributary_records_late_total` | counter | rows landed outside the sink's `late_data` window (late, or too far ahead) |
 //! | `tributary_landed_bytes_total` | counter | bytes of landed files |
 //! | `tributary_files_landed_total` | counter | files landed |
 //! | `tributary_landings_total` | counter | lake commits made |
@@ -46,6 +47,7 @@ pub const NAMES: &[&str] = &[
     "tributary_records_landed_total",
     "tributary_records_dead_lettered_total",
     "tributary_records_skipped_total",
+    "tributary_records_late_total",
     "tributary_landed_bytes_total",
     "tributary_files_landed_total",
     "tributary_landings_total",
@@ -142,7 +144,7 @@ pub fn render(statuses: &[PipelineStatus], memory_budget: Option<u64>) -> String
         }
     }
     type Counter = fn(&PipelineStatus) -> u64;
-    let counters: [(&str, &str, Counter); 7] = [
+    let counters: [(&str, &str, Counter); 8] = [
         (
             "tributary_records_consumed_total",
             "Records received from the source.",
@@ -160,8 +162,13 @@ pub fn render(statuses: &[PipelineStatus], memory_budget: Option<u64>) -> String
         ),
         (
             "tributary_records_skipped_total",
-            "Records skipped under on_error = skip.",
+            "Records skipped under on_error = skip, or removed by a filter transform.",
             |s| s.totals.skipped,
+        ),
+        (
+            "tributary_records_late_total",
+            "Rows landed whose record time was outside the late_data window.",
+            |s| s.totals.late,
         ),
         (
             "tributary_landed_bytes_total",

@@ -1,7 +1,7 @@
 //! Commit records and landing intents, as stored (JSON).
 
 use serde::{Deserialize, Serialize};
-use tributary_core::{Landed, LandedFile, TopicPartition};
+use tributary_core::{DeadLetterPositions, Landed, LandedFile, TopicPartition};
 
 /// Version of the record formats written by this crate.
 pub const RECORD_VERSION: u32 = 1;
@@ -66,6 +66,11 @@ pub struct CommitRecord {
     pub created_at: String,
     /// Files, each written before the record.
     pub files: Vec<CommittedFile>,
+    /// Where this range's rejects are in the Kafka dead-letter topic, when
+    /// the pipeline routes rejects there: one offset per dead-lettered
+    /// record not in a dead-letter file. Absent for the lake route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_topic: Option<DeadLetterPositions>,
 }
 
 impl CommitRecord {
@@ -96,6 +101,7 @@ impl CommitRecord {
             rows: self.rows,
             dead_lettered: self.dead_lettered,
             skipped: self.skipped,
+            late: 0,
             files: self
                 .files
                 .iter()
@@ -157,10 +163,12 @@ mod tests {
                 bytes: 10,
                 crc32c: 7,
             }],
+            dead_letter_topic: None,
         };
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["files"][0]["kind"], "dead_letter");
         assert_eq!(json["seq"], 3);
+        assert!(json.get("dead_letter_topic").is_none());
         let back: CommitRecord = serde_json::from_value(json).unwrap();
         assert_eq!(back, r);
         assert!(!r.is_fence());
@@ -170,6 +178,24 @@ mod tests {
         assert_eq!(landed.files[0].rows, 1);
         assert_eq!(landed.partition, TopicPartition::new("orders", 2));
         assert!(r.created_at.ends_with('Z'));
+    }
+
+    #[test]
+    fn dead_letter_topic_positions_round_trip() {
+        let json = serde_json::json!({
+            "version": 1, "seq": 4, "topic": "orders", "partition": 1,
+            "first_offset": 0, "last_offset": 9, "rows": 8, "dead_lettered": 2,
+            "skipped": 0, "writer": "w", "created_at": "2026-11-24T00:00:00.000Z",
+            "files": [],
+            "dead_letter_topic": {"topic": "orders-dlq", "partition": 1, "offsets": [5, 6], "scan_from": 7}
+        });
+        let r: CommitRecord = serde_json::from_value(json.clone()).unwrap();
+        let p = r.dead_letter_topic.as_ref().unwrap();
+        assert_eq!(
+            (p.partition, p.offsets.as_slice(), p.scan_from),
+            (1, &[5, 6][..], 7)
+        );
+        assert_eq!(serde_json::to_value(&r).unwrap(), json);
     }
 
     #[test]
@@ -187,6 +213,7 @@ mod tests {
             writer: "w".into(),
             created_at: now_rfc3339(),
             files: vec![],
+            dead_letter_topic: None,
         };
         assert!(r.is_fence());
         assert_eq!(r.next_offset(), None);

@@ -79,6 +79,7 @@ pub fn sample_landing(tp: &TopicPartition, writer: &str, first: i64, last: i64) 
         dead_lettered: 1,
         skipped: 0,
         files,
+        dead_letter_topic: None,
     }
 }
 
@@ -589,6 +590,7 @@ pub async fn lands_ranges_without_files(lake: &Lake) {
         dead_lettered: 0,
         skipped: 10,
         files: Vec::new(),
+        dead_letter_topic: None,
     };
     let record = lake.land(&mut log, &w, skipped).await.expect("land");
     assert!(record.files.is_empty() && !record.is_fence());

@@ -38,6 +38,17 @@ pub enum LakeError {
         /// What is wrong.
         message: String,
     },
+    /// A `{field}` placeholder of a `partition_by` template names no column
+    /// of the rows, or a column whose type cannot be a path value.
+    #[error("partition template {template:?}: field {field:?} {message}")]
+    PartitionField {
+        /// The template.
+        template: String,
+        /// The placeholder's field, as written (`address.city`).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A path handed to the lake cannot be stored (empty segment, `..`,
     /// control character, reserved prefix).
     #[error("path {path:?} cannot be used in the lake: {message}")]
@@ -269,6 +280,7 @@ impl From<LakeError> for SinkError {
                     LakeError::Url { url, .. } => url.clone(),
                     LakeError::Path { path, .. } => path.clone(),
                     LakeError::Template { template, .. } => template.clone(),
+                    LakeError::PartitionField { template, .. } => template.clone(),
                     _ => String::new(),
                 };
                 SinkError::Storage {

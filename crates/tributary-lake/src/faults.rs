@@ -20,6 +20,7 @@
 //!
 //! | crash point | reached |
 //! |---|---|
+//! | `after_dead_letter_produce` | [`Lake::land`](crate::Lake::land) of a range whose rejects went to the Kafka dead-letter topic: they are acknowledged, nothing of the landing is in the lake yet |
 //! | `before_intent` | [`Lake::land`](crate::Lake::land), before the intent is written |
 //! | `after_intent` | after the intent is written |
 //! | `before_data_write` | before each data or dead-letter file is written |
@@ -99,6 +100,9 @@ impl FaultSpecError {
 /// A place in the landing path where a process can be made to crash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CrashPoint {
+    /// After a range's rejects were acknowledged by the Kafka dead-letter
+    /// topic, before anything of its landing is written to the lake.
+    AfterDeadLetterProduce,
     /// Before the intent is written.
     BeforeIntent,
     /// After the intent is written.
@@ -121,7 +125,8 @@ pub enum CrashPoint {
 
 impl CrashPoint {
     /// Every crash point, in landing order.
-    pub const ALL: [CrashPoint; 9] = [
+    pub const ALL: [CrashPoint; 10] = [
+        CrashPoint::AfterDeadLetterProduce,
         CrashPoint::BeforeIntent,
         CrashPoint::AfterIntent,
         CrashPoint::BeforeDataWrite,
@@ -136,6 +141,7 @@ impl CrashPoint {
     /// The name used in [`CRASH_ENV`].
     pub fn name(self) -> &'static str {
         match self {
+            CrashPoint::AfterDeadLetterProduce => "after_dead_letter_produce",
             CrashPoint::BeforeIntent => "before_intent",
             CrashPoint::AfterIntent => "after_intent",
             CrashPoint::BeforeDataWrite => "before_data_write",

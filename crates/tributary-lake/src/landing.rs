@@ -101,7 +101,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
-use tributary_core::TopicPartition;
+use tributary_core::{DeadLetterPositions, TopicPartition};
 
 use crate::commit::{
     now_rfc3339, CommitRecord, CommittedFile, FileKind, IntentRecord, RECORD_VERSION,
@@ -197,6 +197,11 @@ pub struct Landing {
     pub skipped: u64,
     /// The files. May be empty when every record was skipped.
     pub files: Vec<PendingFile>,
+    /// Where the rejects went in a Kafka dead-letter topic (written and
+    /// acknowledged before this landing), when the pipeline routes them
+    /// there; the commit record lists it. Its offsets count towards
+    /// `dead_lettered` together with the lines of dead-letter files.
+    pub dead_letter_topic: Option<DeadLetterPositions>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -249,6 +254,15 @@ impl Lake {
         let tp = log.partition.clone();
         validate_partition(&tp)?;
         validate_writer(writer)?;
+        if landing
+            .dead_letter_topic
+            .as_ref()
+            .is_some_and(|d| !d.offsets.is_empty())
+        {
+            // The range's rejects are durable in the dead-letter topic; the
+            // commit that lists them is not written yet.
+            crash_point!(AfterDeadLetterProduce);
+        }
         if log.unsettled {
             info!(partition = %tp, seq = log.next_seq, "Settling the log after an unfinished landing.");
             let before = log.next_offset();
@@ -337,6 +351,7 @@ impl Lake {
             writer: writer.to_string(),
             created_at: now_rfc3339(),
             files,
+            dead_letter_topic: landing.dead_letter_topic,
         };
         let at = commit_path(&tp, seq);
         crash_point!(BeforeCommitCreate);
@@ -677,7 +692,8 @@ impl Lake {
     }
 }
 
-/// An empty commit at `log.next_seq` that keeps the offset chain as it is.
+/// An empty commit at `log.next_seq` that keeps the offset chain as it is
+/// (and the dead-letter topic's scan start, listing nothing).
 fn fence_record(log: &PartitionLog, writer: &str) -> CommitRecord {
     let first_offset = log.last.as_ref().map_or(-1, |c| c.last_offset + 1);
     CommitRecord {
@@ -693,6 +709,11 @@ fn fence_record(log: &PartitionLog, writer: &str) -> CommitRecord {
         writer: writer.to_string(),
         created_at: now_rfc3339(),
         files: Vec::new(),
+        dead_letter_topic: log
+            .last
+            .as_ref()
+            .and_then(|c| c.dead_letter_topic.as_ref())
+            .map(DeadLetterPositions::carried_forward),
     }
 }
 
@@ -742,9 +763,13 @@ fn check_landing(log: &PartitionLog, landing: &Landing) -> Result<(), LakeError>
     }
     let data_rows = sums.get(&FileKind::Data).copied().unwrap_or(0);
     let dead_rows = sums.get(&FileKind::DeadLetter).copied().unwrap_or(0);
-    if data_rows != landing.rows || dead_rows != landing.dead_lettered {
+    let topic_rows = landing
+        .dead_letter_topic
+        .as_ref()
+        .map_or(0, |d| d.offsets.len() as u64);
+    if data_rows != landing.rows || dead_rows + topic_rows != landing.dead_lettered {
         return Err(invalid(format!(
-            "counts do not match the files: rows {} vs {data_rows} in data files, dead_lettered {} vs {dead_rows} in dead-letter files",
+            "counts do not match the files: rows {} vs {data_rows} in data files, dead_lettered {} vs {dead_rows} in dead-letter files and {topic_rows} in the dead-letter topic",
             landing.rows, landing.dead_lettered
         )));
     }
@@ -785,6 +810,7 @@ mod tests {
                 file("b/2.parquet", FileKind::Data, 4),
                 file("_dead_letter/t/0/x.jsonl", FileKind::DeadLetter, 2),
             ],
+            dead_letter_topic: None,
         };
         check_landing(&log, &ok).unwrap();
 
@@ -830,6 +856,39 @@ mod tests {
         late.first_offset = 11;
         let e = check_landing(&log, &late).unwrap_err();
         assert!(e.to_string().contains("continues at offset 10"), "{e}");
+
+        // Rejects in the dead-letter topic count with the dead-letter files.
+        let mut topic = ok.clone();
+        topic.files.pop();
+        topic.dead_letter_topic = Some(DeadLetterPositions {
+            topic: "t-dlq".into(),
+            partition: 0,
+            offsets: vec![3],
+            scan_from: 4,
+        });
+        assert!(check_landing(&log, &topic).is_err());
+        topic.dead_letter_topic.as_mut().unwrap().offsets.push(4);
+        check_landing(&log, &topic).unwrap();
+    }
+
+    #[test]
+    fn fences_carry_the_dead_letter_scan_start_forward() {
+        let mut log = PartitionLog::new(TopicPartition::new("t", 0));
+        assert_eq!(fence_record(&log, "w").dead_letter_topic, None);
+        let mut real = fence_record(&log, "w");
+        real.first_offset = 0;
+        real.last_offset = 9;
+        real.dead_letter_topic = Some(DeadLetterPositions {
+            topic: "t-dlq".into(),
+            partition: 2,
+            offsets: vec![40, 41],
+            scan_from: 42,
+        });
+        log.advance(real);
+        let fence = fence_record(&log, "w");
+        let carried = fence.dead_letter_topic.unwrap();
+        assert_eq!((carried.partition, carried.scan_from), (2, 42));
+        assert!(carried.offsets.is_empty());
     }
 
     #[test]

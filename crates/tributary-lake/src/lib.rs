@@ -8,7 +8,9 @@
 //!   [`tributary_config::StorageConfig`]. Any object store can be plugged in
 //!   for tests with [`Lake::open_with_store`].
 //! - **Partition paths** ([`PartitionTemplate`]): Hive-style directories such
-//!   as `dt=%Y-%m-%d/hour=%H` from record times, in a declared timezone.
+//!   as `country={country}/dt=%Y-%m-%d/hour=%H` from record times, in a
+//!   declared timezone, and field values, escaped ([`escape_value`]); the
+//!   late-data policy ([`LateData`]) that picks the time of late records.
 //! - **File naming** ([`data_file_path`], [`dead_letter_path`],
 //!   [`new_writer_id`]): names that carry topic, partition, first offset and
 //!   writer, and never collide.
@@ -46,6 +48,7 @@
 //!         rows: 100,
 //!         bytes: Bytes::from_static(b"PAR1...PAR1"),
 //!     }],
+//!     dead_letter_topic: None, // rejects in a Kafka topic: where they are
 //! };
 //! let commit = lake.land(&mut log, &writer, landing).await?;
 //! assert_eq!(commit.seq, 0);
@@ -101,6 +104,8 @@ pub use layout::{
     commit_dir, commit_path, data_file_path, dead_letter_path, hint_path, intent_dir, intent_path,
     new_writer_id, CONTROL_DIR, DEAD_LETTER_DIR, HINT_FILE,
 };
-pub use partition::PartitionTemplate;
+pub use partition::{
+    escape_value, LateData, PartitionTemplate, DEFAULT_PARTITION, MAX_SEGMENT_VALUE_BYTES,
+};
 pub use source_manifest::source_manifest_path;
 pub use verify::{LakeReport, OrphanFile, PartitionReport, Problem, ProblemKind, VerifyOptions};

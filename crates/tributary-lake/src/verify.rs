@@ -536,14 +536,17 @@ impl Lake {
                 }
             }
             let data_rows = sums.get(&FileKind::Data).copied().unwrap_or(0);
-            let dead_rows = sums.get(&FileKind::DeadLetter).copied().unwrap_or(0);
+            let dead_rows = sums.get(&FileKind::DeadLetter).copied().unwrap_or(0)
+                + c.dead_letter_topic
+                    .as_ref()
+                    .map_or(0, |d| d.offsets.len() as u64);
             if data_rows != c.rows || dead_rows != c.dead_lettered {
                 report.problems.push(commit_problem(
                     tp,
                     c,
                     ProblemKind::CountMismatch,
                     format!(
-                        "the commit counts {} rows and {} dead-lettered, its files {data_rows} and {dead_rows}",
+                        "the commit counts {} rows and {} dead-lettered, its files and dead-letter topic positions {data_rows} and {dead_rows}",
                         c.rows, c.dead_lettered
                     ),
                 ));
@@ -815,6 +818,7 @@ mod tests {
                     bytes: Bytes::from(format!("{{\"offset\":{last}}}\n")),
                 },
             ],
+            dead_letter_topic: None,
         }
     }
 

@@ -590,6 +590,8 @@ impl Pipeline {
             last_offset = landed.last_offset,
             rows = landed.rows,
             dead_lettered = landed.dead_lettered,
+            skipped = landed.skipped,
+            late = landed.late,
             files = landed.files.len(),
             "Landed range."
         );
@@ -599,6 +601,7 @@ impl Pipeline {
             t.landed_rows += landed.rows;
             t.dead_lettered += landed.dead_lettered;
             t.skipped += landed.skipped;
+            t.late += landed.late;
             t.files += landed.files.len() as u64;
             t.bytes += landed.files.iter().map(|f| f.bytes).sum::<u64>();
             let p = s.partitions.entry(landed.partition.clone()).or_default();

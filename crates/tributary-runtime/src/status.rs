@@ -157,6 +157,9 @@ pub struct Totals {
     pub dead_lettered: u64,
     /// Records skipped under `on_error = "skip"`.
     pub skipped: u64,
+    /// Rows landed whose record time was outside the sink's late-data
+    /// window (late, or too far ahead of the clock).
+    pub late: u64,
     /// Files landed.
     pub files: u64,
     /// Bytes landed.

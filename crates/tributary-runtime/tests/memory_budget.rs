@@ -33,6 +33,7 @@ async fn a_small_budget_lands_largest_buffers_early_and_loses_nothing() {
         row_group_size: 1_000,
         partition_by: None,
         timezone: "UTC".into(),
+        late_data: None,
         flush: FlushConfig {
             max_records: u64::MAX,
             max_bytes: ByteSize(1 << 40),
@@ -56,7 +57,9 @@ async fn a_small_budget_lands_largest_buffers_early_and_loses_nothing() {
             infer_records: 1_000,
             timestamp_field: Some("event_time".into()),
             on_error: OnError::Fail,
+            max_record_bytes: tributary_config::ByteSize(8 << 20),
             metadata: Vec::new(),
+            schema_evolution: None,
         },
         Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")),
     )

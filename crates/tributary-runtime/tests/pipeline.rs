@@ -219,6 +219,7 @@ impl Sink for MemorySink {
                 rows: buf.len() as u64,
                 dead_lettered: 0,
                 skipped: 0,
+                late: 0,
                 files: vec![],
             };
             lake.landed.entry(t.clone()).or_default().extend(buf);

@@ -54,6 +54,7 @@ fn sink_config() -> ParquetSinkConfig {
         row_group_size: 1024,
         partition_by: Some("dt=%Y-%m-%d/hour=%H".into()),
         timezone: "UTC".into(),
+        late_data: None,
         flush: FlushConfig {
             max_records: 250,
             max_bytes: ByteSize(64 << 20),
@@ -82,7 +83,9 @@ fn pipeline(lake: &Lake, run: usize) -> Pipeline {
             infer_records: 1_000,
             timestamp_field: Some("event_time".into()),
             on_error: OnError::Fail,
+            max_record_bytes: tributary_config::ByteSize(8 << 20),
             metadata: Vec::new(),
+            schema_evolution: None,
         },
         workspace_root(),
     )

@@ -14,6 +14,11 @@
 //!   bucket and [`SeaweedFs::store`] an `object_store` client for it. Tests
 //!   use [`SeaweedFs::start_or_skip`]: no `weed` binary means a skip notice,
 //!   unless `TRIBUTARY_REQUIRE_S3=1`.
+//! * **Schema Registry** — [`schema_registry::SchemaRegistryServer`] (in
+//!   this process) and [`schema_registry::SchemaRegistryProcess`] (the
+//!   `tributary-schema-registry` binary): an in-memory Confluent Schema
+//!   Registry over real HTTP; [`avro`] encodes Confluent-framed Avro records
+//!   with the reference implementation and produces raw records.
 //! * **Independent readers** — [`read_lake`] reads a Parquet lake (local or
 //!   S3) with pyarrow and duckdb through `scripts/read_lake.py` and checks
 //!   that they agree.
@@ -30,10 +35,12 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod avro;
 mod kafka;
 mod lake_reader;
 mod process;
 pub mod produce;
+pub mod schema_registry;
 mod seaweedfs;
 
 pub use kafka::{BackgroundProducer, MockKafka};
@@ -76,7 +83,7 @@ pub fn bin_path(name: &str) -> PathBuf {
     }
     let package = match name {
         "tributary" => "tributary-cli",
-        "tributary-mock-kafka" => "tributary-testkit",
+        "tributary-mock-kafka" | "tributary-schema-registry" => "tributary-testkit",
         _ => "<package>",
     };
     panic!(

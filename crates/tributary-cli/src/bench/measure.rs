@@ -175,7 +175,9 @@ pub fn pipeline_config(args: &RunArgs, schema_path: &Path) -> PipelineConfig {
             infer_records: 1_000,
             timestamp_field: Some("ts".into()),
             on_error: OnError::DeadLetter,
+            max_record_bytes: tributary_config::ByteSize(8 << 20),
             metadata: vec![],
+            schema_evolution: None,
         }),
         sink: SinkConfig::Parquet(ParquetSinkConfig {
             url: format!("file://{}", args.out.join("lake").display()),
@@ -184,6 +186,7 @@ pub fn pipeline_config(args: &RunArgs, schema_path: &Path) -> PipelineConfig {
             row_group_size: 1_048_576,
             partition_by: Some("dt=%Y-%m-%d/hour=%H".into()),
             timezone: "UTC".into(),
+            late_data: None,
             flush: FlushConfig {
                 max_age: if args.steady {
                     HumanDuration(STEADY_MAX_AGE)
@@ -194,6 +197,8 @@ pub fn pipeline_config(args: &RunArgs, schema_path: &Path) -> PipelineConfig {
             },
             storage: StorageConfig::default(),
         }),
+        dead_letter: Default::default(),
+        transforms: Vec::new(),
     }
 }
 
@@ -266,7 +271,9 @@ fn drain_b0(args: &RunArgs) -> anyhow::Result<Outcome> {
 fn codec_b1(args: &RunArgs) -> anyhow::Result<Outcome> {
     let schema_path = write_schema(args)?;
     let p = pipeline_config(args, &schema_path);
-    let (ConverterConfig::Json(json), SinkConfig::Parquet(sink)) = (&p.converter, &p.sink);
+    let (ConverterConfig::Json(json), SinkConfig::Parquet(sink)) = (&p.converter, &p.sink) else {
+        unreachable!("pipeline_config builds a JSON converter");
+    };
     let schema = tributary_formats::load_schema(&schema_path)?;
     let mut converter = tributary_formats::JsonConverter::with_schema(schema, json)?;
     let props = tributary_formats::writer_properties(sink)?;

@@ -5,7 +5,7 @@ use arrow::array::{
     Array, AsArray, Decimal128Array, Int32Array, ListArray, StringArray, StructArray,
     TimestampMicrosecondArray, TimestampMillisecondArray,
 };
-use arrow::datatypes::{Int32Type, Int64Type};
+use arrow::datatypes::{Float64Type, Int32Type, Int64Type};
 use bytes::Bytes;
 use serde_json::json;
 use tributary_core::METADATA_COLUMNS;
@@ -753,8 +753,10 @@ fn inferring(extra: serde_json::Value) -> JsonConverter {
 }
 
 #[test]
-fn inference_fixes_the_schema_after_the_first_batch() {
-    let mut c = inferring(json!({"timestamp_field": "at", "metadata": ["offset"]}));
+fn inference_fixes_the_schema_after_the_first_batch_when_strict() {
+    let mut c = inferring(
+        json!({"timestamp_field": "at", "metadata": ["offset"], "schema_evolution": "strict"}),
+    );
     assert!(c.schema().is_none(), "no schema before the first batch");
     let out = convert(
         &mut c,
@@ -836,7 +838,7 @@ fn inference_reads_integer_timestamps_as_epoch_millis() {
 
 #[test]
 fn inference_looks_at_infer_records_records_only() {
-    let mut c = inferring(json!({"infer_records": 1}));
+    let mut c = inferring(json!({"infer_records": 1, "schema_evolution": "strict"}));
     let out = convert(
         &mut c,
         vec![text(0, r#"{"a": 1}"#), text(1, r#"{"a": 2, "b": "x"}"#)],
@@ -884,6 +886,262 @@ fn inference_checks_the_timestamp_field() {
     assert!(e.to_string().contains("clashes"), "{e}");
 }
 
+// ---------------------------------------------------------------- evolution
+
+fn column<'a>(out: &'a RowBatch, name: &str) -> &'a ArrayRef {
+    out.rows
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("column {name}"))
+}
+
+#[test]
+fn merge_adds_new_fields_widens_types_and_rejects_incompatible_records() {
+    let mut c = inferring(json!({"metadata": ["offset"]}));
+    let out = convert(
+        &mut c,
+        vec![
+            text(0, r#"{"id": 0, "qty": 2}"#),
+            text(1, r#"{"id": 1, "qty": 3}"#),
+        ],
+    );
+    let names = |out: &RowBatch| -> Vec<String> {
+        out.rows
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    };
+    assert_eq!(names(&out), ["id", "qty", "_offset"]);
+
+    // A new field: appended after the metadata columns, null where absent.
+    let out = convert(
+        &mut c,
+        vec![
+            text(2, r#"{"id": 2, "qty": 4, "note": "hi"}"#),
+            text(3, r#"{"id": 3, "qty": 5}"#),
+        ],
+    );
+    assert_eq!(names(&out), ["id", "qty", "_offset", "note"]);
+    let note = column(&out, "note").as_string::<i32>();
+    assert_eq!((note.value(0), note.is_null(1)), ("hi", true));
+
+    // A fraction in an integer column widens it to float64 (not truncated).
+    let out = convert(&mut c, vec![text(4, r#"{"id": 4, "qty": 2.5}"#)]);
+    assert_eq!(
+        out.rows
+            .schema()
+            .field_with_name("qty")
+            .unwrap()
+            .data_type(),
+        &DataType::Float64
+    );
+    assert_eq!(
+        column(&out, "qty").as_primitive::<Float64Type>().value(0),
+        2.5
+    );
+    let grown = c.schema().unwrap();
+    assert_eq!(out.rows.schema(), grown);
+
+    // Old and new shapes alternating: cast to the same schema, no change.
+    let out = convert(
+        &mut c,
+        vec![
+            text(5, r#"{"id": 5, "qty": 7}"#),
+            text(6, r#"{"id": 6, "qty": 1.5, "note": "x"}"#),
+            text(7, r#"{"id": 7}"#),
+        ],
+    );
+    assert_eq!(out.rows.schema(), grown);
+    let qty = column(&out, "qty").as_primitive::<Float64Type>();
+    assert_eq!(
+        (qty.value(0), qty.value(1), qty.is_null(2)),
+        (7.0, 1.5, true)
+    );
+    assert_eq!(c.table.changes(), 2);
+
+    // Not widenings: the records are rejected, naming the field.
+    let out = convert(
+        &mut c,
+        vec![
+            text(8, r#"{"id": 8, "qty": "lots"}"#),
+            text(9, r#"{"id": 9, "qty": {"a": 1}}"#),
+            text(10, r#"{"id": 10, "qty": 1}"#),
+        ],
+    );
+    assert_eq!(offsets(&out), [10]);
+    assert_eq!(out.rows.schema(), grown);
+    let reasons: Vec<(i64, &str)> = out
+        .rejects
+        .iter()
+        .map(|r| (r.offset, r.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons[0].0, 8);
+    assert!(reasons[0].1.starts_with(r#"field "qty": "#), "{reasons:?}");
+    assert_eq!(reasons[1].0, 9);
+    assert!(
+        reasons[1]
+            .1
+            .starts_with(r#"field "qty": type Float64 cannot change to Struct"#),
+        "{reasons:?}"
+    );
+    assert_eq!(c.table.changes(), 2);
+}
+
+#[test]
+fn the_fit_check_flags_only_records_that_need_a_wider_schema() {
+    let fields: Fields = vec![
+        Field::new("n", DataType::Int64, true),
+        Field::new("s", DataType::Utf8, true),
+        Field::new(
+            "p",
+            DataType::Struct(vec![Field::new("x", DataType::Float64, true)].into()),
+            true,
+        ),
+        Field::new(
+            "l",
+            DataType::List(Arc::new(Field::new_list_field(DataType::Int64, true))),
+            true,
+        ),
+    ]
+    .into();
+    let fits = |json: &str, coerce| evolve::fits(json.as_bytes(), &fields, coerce);
+    for ok in [
+        r#"{"n": 1, "s": "a", "p": {"x": 1.5}, "l": [1, 2]}"#,
+        r#"{"n": null, "p": {"x": 2}, "l": []}"#,
+        r#"{"n": "12"}"#,
+        r#"{"gone": null, "empty": [], "nothing": {"deep": [null]}}"#,
+        "not json",
+        "[1, 2]",
+    ] {
+        assert!(fits(ok, false), "{ok} fits");
+    }
+    for bad in [
+        r#"{"n": 1.5}"#,
+        r#"{"new": 1}"#,
+        r#"{"p": {"x": 1, "y": "z"}}"#,
+        r#"{"l": [1, 2.5]}"#,
+        r#"{"n": {"a": 1}}"#,
+        r#"{"s": [1]}"#,
+        r#"{"n": true}"#,
+    ] {
+        assert!(!fits(bad, false), "{bad} does not fit");
+    }
+    assert!(!fits(r#"{"s": 5}"#, false), "a number in a string column");
+    assert!(
+        fits(r#"{"s": 5}"#, true),
+        "unless inferred columns coerce it"
+    );
+}
+
+#[test]
+fn merge_grows_within_the_first_batch_and_waits_for_a_value() {
+    let mut c = inferring(json!({"infer_records": 1}));
+    let out = convert(
+        &mut c,
+        vec![
+            text(0, r#"{"a": 1}"#),
+            text(1, r#"{"a": 2, "b": "x", "c": null, "d": []}"#),
+        ],
+    );
+    let fields: Vec<&str> = out
+        .rows
+        .schema_ref()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        ["a", "b"],
+        "fields seen only as null wait for a value"
+    );
+    let b = column(&out, "b").as_string::<i32>();
+    assert_eq!((b.is_null(0), b.value(1)), (true, "x"));
+    let out = convert(&mut c, vec![text(2, r#"{"a": 3, "c": {"deep": 1.5}}"#)]);
+    assert_eq!(
+        out.rows.schema().field(2),
+        &Field::new(
+            "c",
+            DataType::Struct(vec![Field::new("deep", DataType::Float64, true)].into()),
+            true
+        )
+    );
+}
+
+#[test]
+fn a_schema_file_is_strict_by_default_and_can_start_a_merge() {
+    let schema = parse_schema(r#"{"fields": [{"name": "n", "type": "int32"}]}"#, "inline").unwrap();
+    let records = || {
+        vec![
+            text(0, r#"{"n": 5, "extra": 1.5}"#),
+            text(1, r#"{"n": 3000000000}"#),
+            text(2, r#"{"n": 1}"#),
+        ]
+    };
+    let mut strict =
+        JsonConverter::with_schema(schema.clone(), &cfg(json!({"on_error": "dead_letter"})))
+            .unwrap();
+    let out = convert(&mut strict, records());
+    assert_eq!(out.rows.num_columns(), 1, "unknown fields are ignored");
+    assert_eq!(out.rejects.len(), 1, "out of the int32 range");
+
+    let mut merging = JsonConverter::with_schema(
+        schema,
+        &cfg(json!({"on_error": "dead_letter", "schema_evolution": "merge"})),
+    )
+    .unwrap();
+    let out = convert(&mut merging, records());
+    assert_eq!(out.rejects.len(), 1, "{:?}", out.rejects);
+    assert!(
+        out.rejects[0].reason.starts_with(r#"field "n": "#),
+        "{}",
+        out.rejects[0].reason
+    );
+    let n = column(&out, "n").as_primitive::<Int32Type>();
+    assert_eq!(
+        (n.value(0), n.value(1)),
+        (5, 1),
+        "n keeps its declared type"
+    );
+    let extra = column(&out, "extra").as_primitive::<Float64Type>();
+    assert_eq!((extra.value(0), extra.is_null(1)), (1.5, true));
+}
+
+#[test]
+fn merge_stops_growing_at_the_field_limit() {
+    let mut c = inferring(json!({}));
+    convert(&mut c, vec![text(0, r#"{"a": 1}"#)]);
+    // Keys that are data: every record brings new ones.
+    let records = (1..=(evolve::MAX_FIELDS as i64 + 5))
+        .map(|i| text(i, &format!(r#"{{"a": 1, "k{i}": {i}}}"#)))
+        .collect();
+    let out = convert(&mut c, records);
+    assert_eq!(c.schema().unwrap().fields().len(), evolve::MAX_FIELDS);
+    assert_eq!(out.rejects.len(), 6, "k1000 to k1005");
+    assert!(
+        out.rejects[0]
+            .reason
+            .starts_with(r#"field "k1000": the schema would grow past 1000 fields"#),
+        "{}",
+        out.rejects[0].reason
+    );
+}
+
+#[test]
+fn merge_refuses_a_field_named_like_a_metadata_column() {
+    let mut c = inferring(json!({"metadata": ["offset"]}));
+    convert(&mut c, vec![text(0, r#"{"a": 1}"#)]);
+    let out = convert(&mut c, vec![text(1, r#"{"a": 2, "_offset": 5}"#)]);
+    assert_eq!(out.rejects.len(), 1);
+    assert!(
+        out.rejects[0].reason.contains("metadata column"),
+        "{}",
+        out.rejects[0].reason
+    );
+}
+
 // ---------------------------------------------------------------- speed
 
 /// Prints conversion speed, for clean batches and for batches where one
@@ -897,8 +1155,24 @@ fn throughput() {
         1_000_000
     };
     let batch_size = 10_000i64;
-    for bad_every in [None, Some(1_000)] {
-        let mut c = orders("dead_letter", &["offset", "timestamp"]);
+    // `merge` adds the check of every record against the schema (nothing
+    // evolves here: the records fit the schema file).
+    for (bad_every, evolution) in [
+        (None, "strict"),
+        (Some(1_000), "strict"),
+        (None, "merge"),
+        (Some(1_000), "merge"),
+    ] {
+        let mut c = JsonConverter::with_schema(
+            orders_schema(),
+            &cfg(json!({
+                "timestamp_field": "event_time",
+                "on_error": "dead_letter",
+                "metadata": ["offset", "timestamp"],
+                "schema_evolution": evolution,
+            })),
+        )
+        .unwrap();
         let payloads: Vec<Bytes> = (0..batch_size)
             .map(|i| {
                 let qty = match bad_every {
@@ -939,8 +1213,8 @@ fn throughput() {
         let secs = started.elapsed().as_secs_f64();
         assert_eq!((rows + rejects) as i64, total);
         println!(
-            "throughput ({} build, {}): {total} records of {bytes_per_record:.0} bytes in {secs:.3} s \
-             = {:.0} records/s, {:.1} MB/s, {rejects} rejects",
+            "throughput ({} build, {evolution}, {}): {total} records of {bytes_per_record:.0} bytes \
+             in {secs:.3} s = {:.0} records/s, {:.1} MB/s, {rejects} rejects",
             if cfg!(debug_assertions) { "debug" } else { "release" },
             match bad_every {
                 None => "all good".to_string(),
