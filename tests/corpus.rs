@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use tributary_e2e::{wait_landed, LakeCounter, Progress, Target, Worker};
+use tributary_e2e::{
+    dead_letter_lines, dead_letter_payload, wait_landed, LakeCounter, Progress, Target, Worker,
+};
 use tributary_testkit::schema_registry::SchemaRegistryProcess;
 use tributary_testkit::{read_lake, MockKafka};
 
@@ -212,29 +214,11 @@ flush = {{ max_records = 50, max_age = "500ms" }}
 /// `None` for a null payload).
 fn dead_letters(lake: &Path) -> HashMap<i64, Vec<(String, Option<usize>)>> {
     let mut out: HashMap<i64, Vec<(String, Option<usize>)>> = HashMap::new();
-    let mut dirs = vec![lake.join("_dead_letter")];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "jsonl") {
-                for line in std::fs::read_to_string(&path).unwrap().lines() {
-                    let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                    let len = match (&v["payload"], &v["payload_hex"]) {
-                        (serde_json::Value::String(s), _) => Some(s.len()),
-                        (_, serde_json::Value::String(h)) => Some(h.len() / 2),
-                        _ => None,
-                    };
-                    out.entry(v["offset"].as_i64().unwrap())
-                        .or_default()
-                        .push((v["reason"].as_str().unwrap().to_string(), len));
-                }
-            }
-        }
+    for v in dead_letter_lines(lake) {
+        out.entry(v["offset"].as_i64().unwrap()).or_default().push((
+            v["reason"].as_str().unwrap().to_string(),
+            dead_letter_payload(&v).map(|p| p.len()),
+        ));
     }
     out
 }

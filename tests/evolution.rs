@@ -15,7 +15,7 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::{json, Value};
-use tributary_e2e::{wait_landed, LakeCounter, Progress, Target, Worker};
+use tributary_e2e::{dead_letter_lines, wait_landed, LakeCounter, Progress, Target, Worker};
 use tributary_testkit::{bin_path, python, workspace_root, MockKafka};
 
 const TOPIC: &str = "evolving";
@@ -140,27 +140,15 @@ fn read_evolution(dir: &Path) -> Value {
 
 /// The dead-letter lines of the lake: `(offset, reason)`.
 fn dead_letters(dir: &Path) -> Vec<(u64, String)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.join("_dead_letter")];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries {
-            let path = e.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|x| x == "jsonl") {
-                for line in std::fs::read_to_string(&path).unwrap().lines() {
-                    let v: Value = serde_json::from_str(line).unwrap();
-                    out.push((
-                        v["offset"].as_u64().unwrap(),
-                        v["reason"].as_str().unwrap().to_string(),
-                    ));
-                }
-            }
-        }
-    }
+    let mut out: Vec<(u64, String)> = dead_letter_lines(dir)
+        .iter()
+        .map(|v| {
+            (
+                v["offset"].as_u64().unwrap(),
+                v["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
     out.sort();
     out
 }

@@ -660,3 +660,42 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// Every line of every dead-letter file of a local lake
+/// (`_dead_letter/**/*.jsonl`), as JSON: `topic`, `partition`, `offset`,
+/// `timestamp_ms`, `reason`, and the raw `key` / `payload` (text) or
+/// `key_hex` / `payload_hex`.
+pub fn dead_letter_lines(lake: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut dirs = vec![lake.join("_dead_letter")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "jsonl") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// The raw value of a dead-letter line: `payload` (UTF-8 text) or
+/// `payload_hex`; `None` for a null value (a tombstone).
+pub fn dead_letter_payload(line: &serde_json::Value) -> Option<Vec<u8>> {
+    if let Some(text) = line["payload"].as_str() {
+        return Some(text.as_bytes().to_vec());
+    }
+    let hex = line["payload_hex"].as_str()?;
+    Some(
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect(),
+    )
+}

@@ -13,7 +13,9 @@ use prost_reflect::prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use tributary_e2e::{wait_landed, LakeCounter, Progress, Target, Worker};
+use tributary_e2e::{
+    dead_letter_lines, dead_letter_payload, wait_landed, LakeCounter, Progress, Target, Worker,
+};
 use tributary_testkit::schema_registry::SchemaRegistryProcess;
 use tributary_testkit::{read_lake, MockKafka};
 
@@ -185,46 +187,19 @@ flush = {{ max_records = 100, max_age = "500ms" }}
     path
 }
 
-/// The raw value of a dead-letter line: `payload` (UTF-8 text) or `payload_hex`.
-fn payload_bytes(line: &serde_json::Value) -> Vec<u8> {
-    if let Some(text) = line["payload"].as_str() {
-        return text.as_bytes().to_vec();
-    }
-    let hex = line["payload_hex"]
-        .as_str()
-        .expect("payload or payload_hex");
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 /// Every dead-letter line under `lake`: (partition, offset, reason, payload).
 fn dead_letters(lake: &Path) -> Vec<(i64, i64, String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut dirs = vec![lake.join("_dead_letter")];
-    while let Some(dir) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "jsonl") {
-                for line in std::fs::read_to_string(&path).unwrap().lines() {
-                    let v: serde_json::Value = serde_json::from_str(line).unwrap();
-                    out.push((
-                        v["partition"].as_i64().unwrap(),
-                        v["offset"].as_i64().unwrap(),
-                        v["reason"].as_str().unwrap().to_string(),
-                        payload_bytes(&v),
-                    ));
-                }
-            }
-        }
-    }
-    out
+    dead_letter_lines(lake)
+        .iter()
+        .map(|v| {
+            (
+                v["partition"].as_i64().unwrap(),
+                v["offset"].as_i64().unwrap(),
+                v["reason"].as_str().unwrap().to_string(),
+                dead_letter_payload(v).expect("a payload"),
+            )
+        })
+        .collect()
 }
 
 #[test]

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
-use tributary_e2e::{Progress, Worker};
+use tributary_e2e::{dead_letter_lines, Progress, Worker};
 use tributary_testkit::{bin_path, python, wait_for, workspace_root, MockKafka};
 
 const TOPIC: &str = "orders";
@@ -226,24 +226,6 @@ fn totals(
     })
 }
 
-/// Every line of every dead-letter file.
-fn dead_letters(dir: &Path) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.join("_dead_letter")];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let text = std::fs::read_to_string(&path).unwrap();
-                out.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn a_chain_of_every_transform_lands_what_it_should_and_counts_the_rest() {
     let kafka = MockKafka::start(&[(TOPIC, PARTITIONS)]);
@@ -389,7 +371,7 @@ fn a_chain_of_every_transform_lands_what_it_should_and_counts_the_rest() {
     }
 
     // Dead letters: the original bytes and a reason naming step, field and value.
-    let dead = dead_letters(&lake_dir);
+    let dead = dead_letter_lines(&lake_dir);
     assert_eq!(dead.len() as u64, expected.1);
     for d in &dead {
         let text = d["payload"].as_str().unwrap();

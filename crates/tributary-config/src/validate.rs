@@ -270,45 +270,41 @@ fn validate_converter(key: &str, converter: &ConverterConfig) -> Result<(), Conf
                     "must be at least 1",
                 ));
             }
-            if let Some(f) = &j.timestamp_field {
-                if f.trim().is_empty() {
-                    return Err(ConfigError::invalid(
-                        format!("{key}.timestamp_field"),
-                        "must not be empty",
-                    ));
-                }
-            }
-            let mut seen = HashSet::new();
-            for (i, m) in j.metadata.iter().enumerate() {
-                if !seen.insert(*m) {
-                    return Err(ConfigError::invalid(
-                        format!("{key}.metadata.{i}"),
-                        format!("{m:?} is listed twice"),
-                    ));
-                }
-            }
+            validate_time_and_metadata(key, &j.timestamp_field, &j.metadata)?;
         }
         ConverterConfig::Avro(a) => {
             validate_schema_registry(&format!("{key}.schema_registry"), &a.schema_registry)?;
-            if let Some(f) = &a.timestamp_field {
-                if f.trim().is_empty() {
-                    return Err(ConfigError::invalid(
-                        format!("{key}.timestamp_field"),
-                        "must not be empty",
-                    ));
-                }
-            }
-            let mut seen = HashSet::new();
-            for (i, m) in a.metadata.iter().enumerate() {
-                if !seen.insert(*m) {
-                    return Err(ConfigError::invalid(
-                        format!("{key}.metadata.{i}"),
-                        format!("{m:?} is listed twice"),
-                    ));
-                }
-            }
+            validate_time_and_metadata(key, &a.timestamp_field, &a.metadata)?;
         }
         ConverterConfig::Protobuf(p) => validate_protobuf(key, p)?,
+    }
+    Ok(())
+}
+
+/// The keys every converter shares: a `timestamp_field` that names
+/// something, and no metadata column listed twice.
+fn validate_time_and_metadata(
+    key: &str,
+    timestamp_field: &Option<String>,
+    metadata: &[MetadataField],
+) -> Result<(), ConfigError> {
+    if timestamp_field
+        .as_ref()
+        .is_some_and(|f| f.trim().is_empty())
+    {
+        return Err(ConfigError::invalid(
+            format!("{key}.timestamp_field"),
+            "must not be empty",
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, m) in metadata.iter().enumerate() {
+        if !seen.insert(*m) {
+            return Err(ConfigError::invalid(
+                format!("{key}.metadata.{i}"),
+                format!("{m:?} is listed twice"),
+            ));
+        }
     }
     Ok(())
 }
@@ -350,23 +346,7 @@ fn validate_protobuf(key: &str, p: &ProtobufConverterConfig) -> Result<(), Confi
             ))
         }
     }
-    if let Some(f) = &p.timestamp_field {
-        if f.trim().is_empty() {
-            return Err(ConfigError::invalid(
-                format!("{key}.timestamp_field"),
-                "must not be empty",
-            ));
-        }
-    }
-    let mut seen = HashSet::new();
-    for (i, m) in p.metadata.iter().enumerate() {
-        if !seen.insert(*m) {
-            return Err(ConfigError::invalid(
-                format!("{key}.metadata.{i}"),
-                format!("{m:?} is listed twice"),
-            ));
-        }
-    }
+    validate_time_and_metadata(key, &p.timestamp_field, &p.metadata)?;
     Ok(())
 }
 

@@ -8,10 +8,7 @@ use std::sync::Arc;
 
 use arrow::array::ArrayRef;
 use arrow::compute::concat_batches;
-use arrow::datatypes::{
-    DataType, FieldRef, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
-    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
-};
+use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow_avro::codec::Tz;
 use arrow_avro::reader::{Decoder, ReaderBuilder};
@@ -23,7 +20,9 @@ use tributary_core::{ConvertError, Converter, RawRecord, RowBatch, SourceBatch, 
 
 use crate::error::FormatError;
 use crate::evolution::TableSchema;
-use crate::json::{cap, internal, metadata_column, metadata_field, now_ms, to_millis, TOMBSTONE};
+use crate::json::{
+    cap, internal, metadata_column, metadata_field, now_ms, timestamp_millis, TOMBSTONE,
+};
 use crate::registry::{RegisteredSchema, RegistryError, SchemaRegistry, SchemaType};
 use crate::rejects::route;
 use crate::wire::split_confluent;
@@ -381,24 +380,7 @@ impl AvroConverter {
         };
         let array = payload.column(column);
         let times = match array.data_type() {
-            DataType::Timestamp(TimeUnit::Second, _) => {
-                to_millis::<TimestampSecondType>(array, rows, |v| v.saturating_mul(1000), fallback)
-            }
-            DataType::Timestamp(TimeUnit::Millisecond, _) => {
-                to_millis::<TimestampMillisecondType>(array, rows, |v| v, fallback)
-            }
-            DataType::Timestamp(TimeUnit::Microsecond, _) => to_millis::<TimestampMicrosecondType>(
-                array,
-                rows,
-                |v| v.div_euclid(1_000),
-                fallback,
-            ),
-            DataType::Timestamp(TimeUnit::Nanosecond, _) => to_millis::<TimestampNanosecondType>(
-                array,
-                rows,
-                |v| v.div_euclid(1_000_000),
-                fallback,
-            ),
+            DataType::Timestamp(unit, _) => timestamp_millis(array, *unit, rows, fallback),
             other => {
                 return Err(internal(format!(
                     "converter.timestamp_field: field {:?} has type {other}; it must be an Avro \

@@ -824,28 +824,36 @@ impl Plan {
         let Some((column, unit)) = self.time_column else {
             return Ok(rows.iter().map(|&i| fallback(i)).collect());
         };
-        let column = payload.column(column);
-        let times = match unit {
-            TimeUnit::Second => {
-                to_millis::<TimestampSecondType>(column, rows, |v| v.saturating_mul(1000), fallback)
-            }
-            TimeUnit::Millisecond => {
-                to_millis::<TimestampMillisecondType>(column, rows, |v| v, fallback)
-            }
-            TimeUnit::Microsecond => to_millis::<TimestampMicrosecondType>(
-                column,
-                rows,
-                |v| v.div_euclid(1_000),
-                fallback,
-            ),
-            TimeUnit::Nanosecond => to_millis::<TimestampNanosecondType>(
-                column,
-                rows,
-                |v| v.div_euclid(1_000_000),
-                fallback,
-            ),
-        };
-        times.ok_or_else(|| internal("timestamp column has an unexpected array type"))
+        timestamp_millis(payload.column(column), unit, rows, fallback)
+            .ok_or_else(|| internal("timestamp column has an unexpected array type"))
+    }
+}
+
+/// Per row, the milliseconds of a timestamp column of `unit`, or
+/// `fallback(record index)` where it is null; `None` when the array is not
+/// of that unit's type.
+pub(crate) fn timestamp_millis(
+    column: &ArrayRef,
+    unit: TimeUnit,
+    rows: &[usize],
+    fallback: impl Fn(usize) -> i64,
+) -> Option<Vec<i64>> {
+    match unit {
+        TimeUnit::Second => {
+            to_millis::<TimestampSecondType>(column, rows, |v| v.saturating_mul(1000), fallback)
+        }
+        TimeUnit::Millisecond => {
+            to_millis::<TimestampMillisecondType>(column, rows, |v| v, fallback)
+        }
+        TimeUnit::Microsecond => {
+            to_millis::<TimestampMicrosecondType>(column, rows, |v| v.div_euclid(1_000), fallback)
+        }
+        TimeUnit::Nanosecond => to_millis::<TimestampNanosecondType>(
+            column,
+            rows,
+            |v| v.div_euclid(1_000_000),
+            fallback,
+        ),
     }
 }
 

@@ -7,11 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::compute::concat_batches;
-use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef, TimeUnit};
-use arrow::datatypes::{
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType,
-};
+use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use prost_reflect::{DynamicMessage, FileDescriptor};
 use tracing::info;
@@ -20,7 +16,9 @@ use tributary_core::{ConvertError, Converter, RawRecord, RowBatch, SourceBatch};
 
 use crate::error::FormatError;
 use crate::evolution::TableSchema;
-use crate::json::{cap, internal, metadata_column, metadata_field, now_ms, to_millis, TOMBSTONE};
+use crate::json::{
+    cap, internal, metadata_column, metadata_field, now_ms, timestamp_millis, TOMBSTONE,
+};
 use crate::registry::{RegistryError, SchemaRegistry, SchemaType};
 use crate::rejects::{route, Routed};
 use crate::wire::split_confluent;
@@ -373,24 +371,7 @@ impl ProtobufConverter {
         };
         let column = payload.column(k);
         let times = match column.data_type() {
-            DataType::Timestamp(TimeUnit::Second, _) => {
-                to_millis::<TimestampSecondType>(column, rows, |v| v.saturating_mul(1000), fallback)
-            }
-            DataType::Timestamp(TimeUnit::Millisecond, _) => {
-                to_millis::<TimestampMillisecondType>(column, rows, |v| v, fallback)
-            }
-            DataType::Timestamp(TimeUnit::Microsecond, _) => to_millis::<TimestampMicrosecondType>(
-                column,
-                rows,
-                |v| v.div_euclid(1_000),
-                fallback,
-            ),
-            DataType::Timestamp(TimeUnit::Nanosecond, _) => to_millis::<TimestampNanosecondType>(
-                column,
-                rows,
-                |v| v.div_euclid(1_000_000),
-                fallback,
-            ),
+            DataType::Timestamp(unit, _) => timestamp_millis(column, *unit, rows, fallback),
             _ => Some(rows.iter().map(|&i| fallback(i)).collect()),
         };
         times.ok_or_else(|| internal("timestamp column has an unexpected array type"))
