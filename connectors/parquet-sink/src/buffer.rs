@@ -264,7 +264,11 @@ impl PartitionBuffer {
                 .finish()
                 .map(|metadata| {
                     advisor.learn(&metadata);
-                    std::mem::take(writer.inner_mut())
+                    let mut image = std::mem::take(writer.inner_mut());
+                    // The image grew by doubling: give the slack back
+                    // before it waits for its upload.
+                    image.shrink_to_fit();
+                    image
                 })
                 .map_err(|e| SinkError::Encode {
                     partition: tp.clone(),

@@ -56,6 +56,12 @@ pub struct ParquetSink {
     props: WriterProperties,
     /// Which columns get a dictionary, learned from the files written.
     advisor: Arc<DictionaryAdvisor>,
+    /// One buffer is finished (its Parquet footers written and its pages
+    /// copied into one file image) at a time: finishing holds a buffer's
+    /// pages and its file image, up to three times the file's size, and
+    /// several partitions landed early together under memory pressure would
+    /// otherwise all hold that at once. Uploads still run concurrently.
+    finishing: Arc<tokio::sync::Semaphore>,
     template: Option<Arc<PartitionTemplate>>,
     /// Which time late records are partitioned by (`late_data`).
     late_data: Option<LateData>,
@@ -100,6 +106,7 @@ impl ParquetSink {
             cfg: cfg.clone(),
             props,
             advisor: Arc::default(),
+            finishing: Arc::new(tokio::sync::Semaphore::new(1)),
             template,
             late_data: cfg.late_data.as_ref().map(LateData::new),
             logs: HashMap::new(),
@@ -254,14 +261,18 @@ impl Sink for ParquetSink {
             let route = self.dead_letter.clone();
             let rejects = buffer.take_rejects();
             let may_exist = !self.dead_letter_settled.remove(tp);
+            let finishing = self.finishing.clone();
             let tp = tp.clone();
             tasks.push(tokio::spawn(async move {
+                // The semaphore is never closed.
+                let permit = finishing.acquire_owned().await;
                 let encoded = tokio::task::spawn_blocking({
                     let tp = tp.clone();
                     let writer = writer.clone();
                     move || buffer.finish(&tp, &writer, &advisor)
                 })
                 .await;
+                drop(permit);
                 let result = match encoded {
                     Ok(Ok(mut landing)) => {
                         match route_rejects(
