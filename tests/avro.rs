@@ -11,9 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tributary_e2e::{
-    dead_letter_lines, dead_letter_payload, wait_landed, LakeCounter, Progress, Target, Worker,
-};
+use tributary_e2e::{dead_letter_records, wait_landed, LakeCounter, Progress, Target, Worker};
 use tributary_testkit::avro::apache_avro::types::Value;
 use tributary_testkit::avro::apache_avro::{Decimal, Schema};
 use tributary_testkit::avro::{confluent_avro, produce_raw};
@@ -172,21 +170,6 @@ flush = {{ max_records = 100, max_age = "500ms" }}
     path
 }
 
-/// Every dead-letter line under `lake`: (partition, offset, reason, payload).
-fn dead_letters(lake: &Path) -> Vec<(i64, i64, String, Vec<u8>)> {
-    dead_letter_lines(lake)
-        .iter()
-        .map(|v| {
-            (
-                v["partition"].as_i64().unwrap(),
-                v["offset"].as_i64().unwrap(),
-                v["reason"].as_str().unwrap().to_string(),
-                dead_letter_payload(v).expect("a payload"),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn avro_records_of_two_schema_versions_land_once_and_bad_ones_are_dead_lettered() {
     let kafka = MockKafka::start(&[(TOPIC, 2)]);
@@ -253,7 +236,7 @@ fn avro_records_of_two_schema_versions_land_once_and_bad_ones_are_dead_lettered(
     assert_eq!(read["nullable"]["id"], false, "{read}");
 
     // Each bad record is dead-lettered exactly once, with its reason.
-    let dead = dead_letters(&lake_dir);
+    let dead = dead_letter_records(&lake_dir);
     let positions: HashSet<(i64, i64)> = dead.iter().map(|d| (d.0, d.1)).collect();
     assert_eq!(
         positions.len(),

@@ -699,3 +699,19 @@ pub fn dead_letter_payload(line: &serde_json::Value) -> Option<Vec<u8>> {
             .collect(),
     )
 }
+
+/// Every dead-letter record of a local lake as `(partition, offset, reason,
+/// payload)`; for lakes where no dead-lettered record has a null value.
+pub fn dead_letter_records(lake: &Path) -> Vec<(i64, i64, String, Vec<u8>)> {
+    dead_letter_lines(lake)
+        .iter()
+        .map(|v| {
+            (
+                v["partition"].as_i64().unwrap(),
+                v["offset"].as_i64().unwrap(),
+                v["reason"].as_str().unwrap().to_string(),
+                dead_letter_payload(v).expect("a payload"),
+            )
+        })
+        .collect()
+}

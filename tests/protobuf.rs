@@ -13,9 +13,7 @@ use prost_reflect::prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use tributary_e2e::{
-    dead_letter_lines, dead_letter_payload, wait_landed, LakeCounter, Progress, Target, Worker,
-};
+use tributary_e2e::{dead_letter_records, wait_landed, LakeCounter, Progress, Target, Worker};
 use tributary_testkit::schema_registry::SchemaRegistryProcess;
 use tributary_testkit::{read_lake, MockKafka};
 
@@ -187,21 +185,6 @@ flush = {{ max_records = 100, max_age = "500ms" }}
     path
 }
 
-/// Every dead-letter line under `lake`: (partition, offset, reason, payload).
-fn dead_letters(lake: &Path) -> Vec<(i64, i64, String, Vec<u8>)> {
-    dead_letter_lines(lake)
-        .iter()
-        .map(|v| {
-            (
-                v["partition"].as_i64().unwrap(),
-                v["offset"].as_i64().unwrap(),
-                v["reason"].as_str().unwrap().to_string(),
-                dead_letter_payload(v).expect("a payload"),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn protobuf_records_land_exactly_once_and_bad_ones_are_dead_lettered() {
     let kafka = MockKafka::start(&[(TOPIC, 2)]);
@@ -289,7 +272,7 @@ fn protobuf_records_land_exactly_once_and_bad_ones_are_dead_lettered() {
     assert_eq!(read["nullable"]["discount"], true, "{read}");
 
     // Each bad record is dead-lettered exactly once, with the field named.
-    let dead = dead_letters(&lake_dir);
+    let dead = dead_letter_records(&lake_dir);
     let positions: HashSet<(i64, i64)> = dead.iter().map(|d| (d.0, d.1)).collect();
     assert_eq!(
         positions.len(),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arrow::array::ArrayRef;
 use arrow::compute::concat_batches;
-use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
+use arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow_avro::codec::Tz;
 use arrow_avro::reader::{Decoder, ReaderBuilder};
@@ -20,9 +20,7 @@ use tributary_core::{ConvertError, Converter, RawRecord, RowBatch, SourceBatch, 
 
 use crate::error::FormatError;
 use crate::evolution::TableSchema;
-use crate::json::{
-    cap, internal, metadata_column, metadata_field, now_ms, timestamp_millis, TOMBSTONE,
-};
+use crate::json::{cap, event_times_from, internal, metadata_column, metadata_field, TOMBSTONE};
 use crate::registry::{RegisteredSchema, RegistryError, SchemaRegistry, SchemaType};
 use crate::rejects::route;
 use crate::wire::split_confluent;
@@ -369,27 +367,13 @@ impl AvroConverter {
         records: &[RawRecord],
         rows: &[usize],
     ) -> Result<Vec<i64>, ConvertError> {
-        let now_ms = now_ms();
-        let fallback = |i: usize| records[i].timestamp_ms.unwrap_or(now_ms);
-        let column = self
-            .timestamp_field
-            .as_ref()
-            .and_then(|name| payload.schema().column_with_name(name).map(|(c, _)| c));
-        let Some(column) = column else {
-            return Ok(rows.iter().map(|&i| fallback(i)).collect());
-        };
-        let array = payload.column(column);
-        let times = match array.data_type() {
-            DataType::Timestamp(unit, _) => timestamp_millis(array, *unit, rows, fallback),
-            other => {
-                return Err(internal(format!(
-                    "converter.timestamp_field: field {:?} has type {other}; it must be an Avro \
-                     timestamp-millis or timestamp-micros field",
-                    self.timestamp_field.as_deref().unwrap_or_default()
-                )))
-            }
-        };
-        times.ok_or_else(|| internal("timestamp column has an unexpected array type"))
+        event_times_from(
+            payload,
+            self.timestamp_field.as_deref(),
+            "an Avro timestamp-millis or timestamp-micros field",
+            records,
+            rows,
+        )
     }
 }
 

@@ -829,6 +829,32 @@ impl Plan {
     }
 }
 
+/// Record times of `rows` for the Avro and Protobuf converters: the
+/// timestamp column named `field` where it is set, else each record's source
+/// timestamp (else now). `what` says which field types are accepted, for the
+/// error when the column is not a timestamp.
+pub(crate) fn event_times_from(
+    payload: &RecordBatch,
+    field: Option<&str>,
+    what: &str,
+    records: &[RawRecord],
+    rows: &[usize],
+) -> Result<Vec<i64>, ConvertError> {
+    let now_ms = now_ms();
+    let fallback = |i: usize| records[i].timestamp_ms.unwrap_or(now_ms);
+    let Some((name, column)) = field.and_then(|name| Some((name, payload.column_by_name(name)?)))
+    else {
+        return Ok(rows.iter().map(|&i| fallback(i)).collect());
+    };
+    match column.data_type() {
+        DataType::Timestamp(unit, _) => timestamp_millis(column, *unit, rows, fallback)
+            .ok_or_else(|| internal("timestamp column has an unexpected array type")),
+        other => Err(internal(format!(
+            "converter.timestamp_field: field {name:?} has type {other}; it must be {what}"
+        ))),
+    }
+}
+
 /// Per row, the milliseconds of a timestamp column of `unit`, or
 /// `fallback(record index)` where it is null; `None` when the array is not
 /// of that unit's type.

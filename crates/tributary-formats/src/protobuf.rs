@@ -16,9 +16,7 @@ use tributary_core::{ConvertError, Converter, RawRecord, RowBatch, SourceBatch};
 
 use crate::error::FormatError;
 use crate::evolution::TableSchema;
-use crate::json::{
-    cap, internal, metadata_column, metadata_field, now_ms, timestamp_millis, TOMBSTONE,
-};
+use crate::json::{cap, event_times_from, internal, metadata_column, metadata_field, TOMBSTONE};
 use crate::registry::{RegistryError, SchemaRegistry, SchemaType};
 use crate::rejects::{route, Routed};
 use crate::wire::split_confluent;
@@ -360,21 +358,13 @@ impl ProtobufConverter {
         records: &[RawRecord],
         rows: &[usize],
     ) -> Result<Vec<i64>, ConvertError> {
-        let now_ms = now_ms();
-        let fallback = |i: usize| records[i].timestamp_ms.unwrap_or(now_ms);
-        let column = self
-            .timestamp_field
-            .as_ref()
-            .and_then(|name| payload.schema().column_with_name(name).map(|(k, _)| k));
-        let Some(k) = column else {
-            return Ok(rows.iter().map(|&i| fallback(i)).collect());
-        };
-        let column = payload.column(k);
-        let times = match column.data_type() {
-            DataType::Timestamp(unit, _) => timestamp_millis(column, *unit, rows, fallback),
-            _ => Some(rows.iter().map(|&i| fallback(i)).collect()),
-        };
-        times.ok_or_else(|| internal("timestamp column has an unexpected array type"))
+        event_times_from(
+            payload,
+            self.timestamp_field.as_deref(),
+            "a google.protobuf.Timestamp field",
+            records,
+            rows,
+        )
     }
 }
 
