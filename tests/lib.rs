@@ -715,3 +715,16 @@ pub fn dead_letter_records(lake: &Path) -> Vec<(i64, i64, String, Vec<u8>)> {
         })
         .collect()
 }
+
+/// Asserts that both independent readers (the `read_lake` result: pyarrow,
+/// and DuckDB under `duckdb`) found `n` rows with `n` distinct ids: every
+/// record exactly once.
+pub fn assert_each_once(read: &serde_json::Value, n: u64, what: &str) {
+    for (reader, r) in [("pyarrow", read), ("duckdb", &read["duckdb"])] {
+        assert_eq!(r["rows"], n, "{what}: {reader} rows: {read}");
+        assert_eq!(
+            r["distinct_ids"], n,
+            "{what}: {reader} distinct ids: {read}"
+        );
+    }
+}

@@ -146,14 +146,7 @@ fn validate_source(key: &str, source: &SourceConfig) -> Result<(), ConfigError> 
                     "must be at least 1",
                 ));
             }
-            for prop in k.librdkafka.keys() {
-                if let Some((_, why)) = OWNED_KAFKA_PROPS.iter().find(|(p, _)| p == prop) {
-                    return Err(ConfigError::invalid(
-                        format!("{key}.librdkafka.\"{prop}\""),
-                        format!("may not be set here: {why}"),
-                    ));
-                }
-            }
+            refuse_owned_props(key, &k.librdkafka, &OWNED_KAFKA_PROPS)?;
         }
         SourceConfig::Datagen(d) => {
             if d.topic.is_empty() {
@@ -555,6 +548,24 @@ fn validate_sink(key: &str, sink: &SinkConfig) -> Result<(), ConfigError> {
 
 /// librdkafka properties the Kafka dead-letter route sets itself: they are
 /// what makes a delivered record durable and never doubled by a retry.
+/// Refuses librdkafka properties Tributary sets itself, naming the key and
+/// what to do instead.
+fn refuse_owned_props(
+    key: &str,
+    librdkafka: &std::collections::BTreeMap<String, String>,
+    owned: &[(&str, &str)],
+) -> Result<(), ConfigError> {
+    for prop in librdkafka.keys() {
+        if let Some((_, why)) = owned.iter().find(|(p, _)| p == prop) {
+            return Err(ConfigError::invalid(
+                format!("{key}.librdkafka.\"{prop}\""),
+                format!("may not be set here: {why}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 const OWNED_DEAD_LETTER_PROPS: [(&str, &str); 6] = [
     ("bootstrap.servers", "set `bootstrap_servers` instead"),
     (
@@ -632,13 +643,6 @@ fn validate_dead_letter(
             "must be greater than zero",
         ));
     }
-    for prop in k.librdkafka.keys() {
-        if let Some((_, why)) = OWNED_DEAD_LETTER_PROPS.iter().find(|(p, _)| p == prop) {
-            return Err(ConfigError::invalid(
-                format!("{key}.librdkafka.\"{prop}\""),
-                format!("may not be set here: {why}"),
-            ));
-        }
-    }
+    refuse_owned_props(key, &k.librdkafka, &OWNED_DEAD_LETTER_PROPS)?;
     Ok(())
 }

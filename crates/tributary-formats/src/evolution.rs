@@ -67,7 +67,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    new_null_array, Array, ArrayRef, AsArray, LargeListArray, ListArray, RecordBatch, StructArray,
+    new_null_array, Array, ArrayRef, AsArray, GenericListArray, OffsetSizeTrait, RecordBatch,
+    StructArray,
 };
 use arrow::compute::{cast_with_options, CastOptions};
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
@@ -448,6 +449,24 @@ fn conform_batch(rows: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, 
 }
 
 /// One column cast to `target`'s type; struct children matched by name.
+/// A list whose items are conformed to `item`, offsets and nulls kept.
+fn conform_items<O: OffsetSizeTrait>(
+    array: &ArrayRef,
+    item: &FieldRef,
+    path: &str,
+    failed: &dyn Fn(String) -> SchemaChange,
+) -> Result<GenericListArray<O>, SchemaChange> {
+    let l = array.as_list::<O>();
+    let values = conform(l.values(), item, &format!("{path}[]"))?;
+    GenericListArray::<O>::try_new(
+        item.clone(),
+        l.offsets().clone(),
+        values,
+        l.nulls().cloned(),
+    )
+    .map_err(|e| failed(e.to_string()))
+}
+
 fn conform(array: &ArrayRef, target: &Field, path: &str) -> Result<ArrayRef, SchemaChange> {
     let from = array.data_type();
     let to = target.data_type();
@@ -475,41 +494,15 @@ fn conform(array: &ArrayRef, target: &Field, path: &str) -> Result<ArrayRef, Sch
             Ok(Arc::new(out))
         }
         (DataType::List(_), DataType::List(item)) => {
-            let l = array.as_list::<i32>();
-            let values = conform(l.values(), item, &format!("{path}[]"))?;
-            let out = ListArray::try_new(
-                item.clone(),
-                l.offsets().clone(),
-                values,
-                l.nulls().cloned(),
-            )
-            .map_err(|e| failed(e.to_string()))?;
-            Ok(Arc::new(out))
+            Ok(Arc::new(conform_items::<i32>(array, item, path, &failed)?))
         }
         (DataType::LargeList(_), DataType::LargeList(item)) => {
-            let l = array.as_list::<i64>();
-            let values = conform(l.values(), item, &format!("{path}[]"))?;
-            let out = LargeListArray::try_new(
-                item.clone(),
-                l.offsets().clone(),
-                values,
-                l.nulls().cloned(),
-            )
-            .map_err(|e| failed(e.to_string()))?;
-            Ok(Arc::new(out))
+            Ok(Arc::new(conform_items::<i64>(array, item, path, &failed)?))
         }
         (DataType::List(_), DataType::LargeList(item)) => {
             // Conform the items first, then let arrow widen the offsets.
-            let l = array.as_list::<i32>();
-            let values = conform(l.values(), item, &format!("{path}[]"))?;
-            let list = ListArray::try_new(
-                item.clone(),
-                l.offsets().clone(),
-                values,
-                l.nulls().cloned(),
-            )
-            .map_err(|e| failed(e.to_string()))?;
-            cast_safe(&(Arc::new(list) as ArrayRef), to).map_err(failed)
+            let list: ArrayRef = Arc::new(conform_items::<i32>(array, item, path, &failed)?);
+            cast_safe(&list, to).map_err(failed)
         }
         _ => cast_safe(array, to).map_err(failed),
     }

@@ -1,3 +1,4 @@
+use arrow::array::ListArray;
 use arrow::array::{
     Date32Array, Decimal128Array, Float32Array, Float64Array, Int16Array, Int32Array, Int64Array,
     Int8Array, LargeStringArray, StringArray, TimestampMillisecondArray, UInt32Array, UInt64Array,
