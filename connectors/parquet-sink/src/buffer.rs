@@ -14,13 +14,14 @@ use tributary_core::{Reject, RowBatch, SinkError, TopicPartition};
 use tributary_formats::evolution::{EvolutionPolicy, TableSchema};
 use tributary_lake::{FileKind, Landing, LateData, PartitionTemplate, PendingFile};
 
+use crate::encoder::{Encoder, Failure};
 use crate::encoding::DictionaryAdvisor;
 
-/// Rows of one time partition being encoded.
+/// Rows of one time partition being encoded (its writer is on the
+/// buffer's encoder thread, at the same position).
 struct OpenFile {
     partition_path: Option<String>,
     schema: arrow::datatypes::SchemaRef,
-    writer: ArrowWriter<Vec<u8>>,
     rows: u64,
 }
 
@@ -40,6 +41,9 @@ pub(crate) struct PartitionBuffer {
     /// When the first record arrived (drives `max_age`).
     pub opened_at: Instant,
     files: Vec<OpenFile>,
+    /// Encodes the files' rows off the pipeline's thread; started with the
+    /// first file.
+    encoder: Option<Encoder>,
     by_path: HashMap<String, usize>,
     dead_letter: Vec<u8>,
     /// Rejects kept whole for a dead-letter route outside the lake (a Kafka
@@ -60,6 +64,7 @@ impl PartitionBuffer {
             late: 0,
             opened_at,
             files: Vec::new(),
+            encoder: None,
             by_path: HashMap::new(),
             dead_letter: Vec::new(),
             kept_rejects: None,
@@ -85,26 +90,27 @@ impl PartitionBuffer {
 
     /// Encoded bytes plus the estimated size of rows not yet flushed to a row group.
     pub fn size_bytes(&self) -> usize {
-        self.files
-            .iter()
-            .map(|f| f.writer.bytes_written() + f.writer.in_progress_size())
-            .sum::<usize>()
+        self.encoder.as_ref().map_or(0, Encoder::encoded_bytes)
             + self.dead_letter.len()
             + self.kept_reject_bytes
     }
 
     /// Memory the buffer holds, for the worker's memory budget: the
     /// allocation of each file encoded so far, the in-progress row group's
-    /// buffers (values not yet paged, dictionaries, encoded pages) and the
-    /// dead-letter lines. Larger than [`PartitionBuffer::size_bytes`], which
-    /// estimates the encoded size.
+    /// buffers (values not yet paged, dictionaries, encoded pages), the rows
+    /// waiting for the encoder thread and the dead-letter lines. Larger than
+    /// [`PartitionBuffer::size_bytes`], which estimates the encoded size.
     pub fn memory_bytes(&self) -> usize {
-        self.files
-            .iter()
-            .map(|f| f.writer.inner().capacity() + f.writer.memory_size())
-            .sum::<usize>()
+        self.encoder.as_ref().map_or(0, Encoder::memory_bytes)
             + self.dead_letter.capacity()
             + self.kept_reject_bytes
+    }
+
+    /// Resolves once every row appended so far is encoded.
+    pub async fn settled(&self) {
+        if let Some(encoder) = &self.encoder {
+            encoder.settled().await;
+        }
     }
 
     /// Rows buffered that were outside the late-data window.
@@ -114,7 +120,7 @@ impl PartitionBuffer {
 
     /// Buffers a batch, its rows split by partition path. With a late-data
     /// policy, `late` also gives the current time (ms since the epoch).
-    pub fn append(
+    pub async fn append(
         &mut self,
         batch: RowBatch,
         template: Option<&PartitionTemplate>,
@@ -127,6 +133,9 @@ impl PartitionBuffer {
             last_offset: batch.last_offset,
             message,
         };
+        if let Some(failure) = self.encoder.as_ref().and_then(Encoder::failure) {
+            return Err(encoder_failed(&batch.partition, failure));
+        }
         if let Some(last) = self.last_offset {
             if batch.first_offset <= last {
                 return Err(encode_err(format!(
@@ -138,7 +147,7 @@ impl PartitionBuffer {
         let rows = &batch.rows;
         if rows.num_rows() > 0 {
             match template {
-                None => self.write_rows(None, rows, props).map_err(encode_err)?,
+                None => self.write_rows(None, rows, &batch, props).await?,
                 Some(t) => {
                     if batch.event_time_ms.len() != rows.num_rows() {
                         return Err(encode_err(format!(
@@ -157,14 +166,12 @@ impl PartitionBuffer {
                     self.late += late_rows;
                     if groups.len() == 1 {
                         let (path, _) = &groups[0];
-                        self.write_rows(Some(path), rows, props)
-                            .map_err(encode_err)?;
+                        self.write_rows(Some(path), rows, &batch, props).await?;
                     } else {
                         for (path, indices) in groups {
                             let indices = UInt32Array::from(indices);
                             let part = take_rows(rows, &indices).map_err(encode_err)?;
-                            self.write_rows(Some(&path), &part, props)
-                                .map_err(encode_err)?;
+                            self.write_rows(Some(&path), &part, &batch, props).await?;
                         }
                     }
                 }
@@ -189,12 +196,22 @@ impl PartitionBuffer {
         Ok(())
     }
 
-    fn write_rows(
+    /// Queues rows of `batch` (all of them, or those of one time partition)
+    /// for the file of `path` with the rows' schema, opening one if needed.
+    async fn write_rows(
         &mut self,
         path: Option<&str>,
         rows: &RecordBatch,
+        batch: &RowBatch,
         props: &WriterProperties,
-    ) -> Result<(), String> {
+    ) -> Result<(), SinkError> {
+        let encode_err = |message: String| SinkError::Encode {
+            partition: batch.partition.clone(),
+            first_offset: batch.first_offset,
+            last_offset: batch.last_offset,
+            message,
+        };
+        let failed = |failure: Failure| encoder_failed(&batch.partition, failure);
         let key = path.unwrap_or("");
         let schema = rows.schema();
         // One file holds one schema. When the rows' schema changed (the
@@ -213,7 +230,7 @@ impl PartitionBuffer {
             Some(i) => i,
             None => {
                 let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props.clone()))
-                    .map_err(|e| format!("cannot start a Parquet file: {e}"))?;
+                    .map_err(|e| encode_err(format!("cannot start a Parquet file: {e}")))?;
                 // Against the newest file of the time partition: the widest schema.
                 let newest = self
                     .files
@@ -221,17 +238,24 @@ impl PartitionBuffer {
                     .rev()
                     .find(|f| f.partition_path.as_deref() == path);
                 if let Some(newest) = newest {
-                    check_growth(&newest.schema, &schema)?;
+                    check_growth(&newest.schema, &schema).map_err(encode_err)?;
                     debug!(
                         partition_path = key,
                         fields = schema.fields().len(),
                         "Row schema changed: starting another file for this time partition."
                     );
                 }
+                let encoder =
+                    match &mut self.encoder {
+                        Some(e) => e,
+                        None => self.encoder.insert(Encoder::spawn().map_err(|e| {
+                            encode_err(format!("cannot start an encoder thread: {e}"))
+                        })?),
+                    };
+                encoder.open(writer).await.map_err(failed)?;
                 self.files.push(OpenFile {
                     partition_path: path.map(str::to_string),
                     schema,
-                    writer,
                     rows: 0,
                 });
                 self.files.len() - 1
@@ -240,26 +264,45 @@ impl PartitionBuffer {
         if self.by_path.get(key) != Some(&index) {
             self.by_path.insert(key.to_string(), index);
         }
-        let file = &mut self.files[index];
-        file.writer
-            .write(rows)
-            .map_err(|e| format!("cannot encode rows: {e}"))?;
-        file.rows += rows.num_rows() as u64;
+        let Some(encoder) = &self.encoder else {
+            return Err(encode_err("no encoder for an open file".into()));
+        };
+        encoder
+            .write(index, rows.clone(), batch.first_offset, batch.last_offset)
+            .await
+            .map_err(failed)?;
+        self.files[index].rows += rows.num_rows() as u64;
         Ok(())
     }
 
     /// Closes the writers and describes the landing.
     /// The advisor learns from each file which columns a dictionary suits.
+    /// Blocks until the encoder thread has encoded every row.
     pub fn finish(
-        self,
+        mut self,
         tp: &TopicPartition,
         writer_id: &str,
         advisor: &DictionaryAdvisor,
     ) -> Result<Landing, SinkError> {
         let last_offset = self.last_offset.unwrap_or(self.range_start - 1);
+        let writers = match self.encoder.take() {
+            Some(encoder) => encoder.join().map_err(|f| encoder_failed(tp, f))?,
+            None => Vec::new(),
+        };
+        if writers.len() != self.files.len() {
+            return Err(SinkError::Encode {
+                partition: tp.clone(),
+                first_offset: self.range_start,
+                last_offset,
+                message: format!(
+                    "{} files buffered but the encoder holds {} writers",
+                    self.files.len(),
+                    writers.len()
+                ),
+            });
+        }
         let mut files = Vec::with_capacity(self.files.len() + 1);
-        for f in self.files {
-            let mut writer = f.writer;
+        for (f, mut writer) in self.files.into_iter().zip(writers) {
             let bytes = writer
                 .finish()
                 .map(|metadata| {
@@ -328,6 +371,16 @@ fn check_growth(
         ));
     }
     Ok(())
+}
+
+/// The error of a batch the encoder thread could not encode.
+fn encoder_failed(partition: &TopicPartition, failure: Failure) -> SinkError {
+    SinkError::Encode {
+        partition: partition.clone(),
+        first_offset: failure.first_offset,
+        last_offset: failure.last_offset,
+        message: failure.message,
+    }
 }
 
 fn take_rows(rows: &RecordBatch, indices: &UInt32Array) -> Result<RecordBatch, String> {

@@ -2,7 +2,9 @@
 //!
 //! The Parquet sink: it buffers Arrow rows per source partition, split by
 //! time partition (`partition_by`), encoding them into in-memory Parquet
-//! writers as they arrive, and lands a source partition's buffers together —
+//! writers as they arrive — on an encoder thread per source partition, so
+//! encoding runs beside the pipeline's conversion and partitions encode in
+//! parallel — and lands a source partition's buffers together —
 //! one Parquet file per time partition plus a dead-letter file when records
 //! were rejected — through the landing protocol of [`tributary_lake`].
 //!
@@ -19,6 +21,7 @@
 #![warn(missing_docs)]
 
 mod buffer;
+mod encoder;
 mod encoding;
 
 use std::collections::{HashMap, HashSet};
@@ -131,6 +134,16 @@ impl ParquetSink {
         &self.writer_id
     }
 
+    /// Resolves once every row written so far is encoded, so that
+    /// [`Sink::buffered_bytes`] and the `flush.max_bytes` threshold see
+    /// encoded sizes rather than estimates for rows still on their way to
+    /// the encoder threads.
+    pub async fn settled(&self) {
+        for buffer in self.buffers.values() {
+            buffer.settled().await;
+        }
+    }
+
     fn is_due(&self, buffer: &PartitionBuffer, now: Instant) -> bool {
         let f = &self.cfg.flush;
         buffer.records >= f.max_records
@@ -207,7 +220,9 @@ impl Sink for ParquetSink {
         });
         let props = self.advisor.properties(&self.props);
         let late = self.late_data.as_ref().map(|l| (l, now_ms()));
-        let result = buffer.append(batch, self.template.as_deref(), late, &props);
+        let result = buffer
+            .append(batch, self.template.as_deref(), late, &props)
+            .await;
         if result.is_err() && created {
             // Leave no empty buffer behind: it would come due and fail to land.
             self.buffers.remove(&tp);

@@ -611,11 +611,14 @@ async fn due_after_max_records_source_records() {
 #[tokio::test]
 async fn due_after_max_bytes_encoded_or_buffered() {
     let tp = TopicPartition::new("orders", 0);
-    // How many bytes one batch occupies in a buffer (encoding is deterministic).
+    // How many bytes one batch occupies in a buffer once encoded (encoding
+    // is deterministic; rows still on their way to the encoder thread count
+    // at their in-memory size until then).
     let probe = TestLake::new();
     let mut sink = probe.sink("probe");
     open_one(&mut sink, &tp).await;
     write(&mut sink, rows(&tp, 0, 1_000, H0)).await;
+    sink.settled().await;
     let one_batch = sink.buffered_bytes();
     assert!(one_batch > 0);
 
@@ -623,9 +626,11 @@ async fn due_after_max_bytes_encoded_or_buffered() {
     let mut sink = t.sink("worker-1");
     open_one(&mut sink, &tp).await;
     write(&mut sink, rows(&tp, 0, 1_000, H0)).await;
+    sink.settled().await;
     assert_eq!(sink.buffered_bytes(), one_batch);
     assert!(sink.due(Instant::now()).is_empty(), "one byte short");
     write(&mut sink, rows(&tp, 1_000, 1_000, H0)).await;
+    sink.settled().await;
     assert!(sink.buffered_bytes() > one_batch);
     assert_eq!(sink.due(Instant::now()), vec![tp.clone()]);
     let l = landed(land_one(&mut sink, &tp).await);
@@ -796,6 +801,7 @@ async fn batches_that_do_not_continue_the_buffer_are_encode_errors() {
     let tp = TopicPartition::new("orders", 0);
     open_one(&mut sink, &tp).await;
     write(&mut sink, rows(&tp, 10, 10, H0)).await;
+    sink.settled().await;
     let bytes = sink.buffered_bytes();
 
     // Offsets going backwards, or repeating the last one.
@@ -813,6 +819,7 @@ async fn batches_that_do_not_continue_the_buffer_are_encode_errors() {
     expect_encode(sink.write(renamed).await, 20, 20, "schema");
 
     // The buffer is as it was and lands.
+    sink.settled().await;
     assert_eq!(sink.buffered_bytes(), bytes);
     write(&mut sink, rows(&tp, 20, 2, H0)).await;
     let l = landed(land_one(&mut sink, &tp).await);
@@ -894,6 +901,7 @@ async fn close_partitions_drops_buffers_unlanded() {
     sink.open(&[p0.clone(), p1.clone()]).await.expect("open");
     write(&mut sink, rows(&p0, 0, 10, H0)).await;
     write(&mut sink, rows(&p1, 0, 10, H0)).await;
+    sink.settled().await;
     let p1_bytes = {
         let all = sink.buffered_bytes();
         sink.close_partitions(std::slice::from_ref(&p0));
