@@ -136,6 +136,7 @@ impl TestLake {
             compression: Compression::default(),
             compression_level: None,
             row_group_size: 1024,
+            row_group_bytes: tributary_config::default_row_group_bytes(),
             partition_by: Some(PARTITION_BY.into()),
             timezone: "UTC".into(),
             late_data: None,

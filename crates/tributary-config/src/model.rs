@@ -552,6 +552,11 @@ pub struct ParquetSinkConfig {
     /// Most rows in one row group.
     #[serde(default = "default_row_group_size")]
     pub row_group_size: usize,
+    /// Most bytes in one row group (estimated encoded size). A row group's
+    /// pages are held in memory until it ends, so this bounds what a file
+    /// being written holds beyond its encoded bytes.
+    #[serde(default = "default_row_group_bytes")]
+    pub row_group_bytes: ByteSize,
     /// Hive-style partition path from the record time, strftime syntax,
     /// e.g. `dt=%Y-%m-%d/hour=%H`, and from field values, `{field}` or
     /// `{parent.child}`, escaped as Hive does (`country={country}/dt=%Y-%m-%d`).
@@ -576,6 +581,10 @@ pub struct ParquetSinkConfig {
 
 fn default_row_group_size() -> usize {
     1_048_576
+}
+/// The default `row_group_bytes`: 32 MiB.
+pub fn default_row_group_bytes() -> ByteSize {
+    ByteSize(32 << 20)
 }
 fn default_timezone() -> String {
     "UTC".into()

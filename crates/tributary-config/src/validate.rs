@@ -458,6 +458,12 @@ fn validate_sink(key: &str, sink: &SinkConfig) -> Result<(), ConfigError> {
                     "must be at least 1",
                 ));
             }
+            if p.row_group_bytes.0 == 0 {
+                return Err(ConfigError::invalid(
+                    format!("{key}.row_group_bytes"),
+                    "must be at least 1 byte",
+                ));
+            }
             if let Some(level) = p.compression_level {
                 let range = match p.compression {
                     Compression::Zstd => Some(1..=22),

@@ -54,10 +54,18 @@ pub fn writer_properties(cfg: &ParquetSinkConfig) -> Result<WriterProperties, Fo
             message: "must be at least 1".into(),
         });
     }
+    let row_group_bytes = usize::try_from(cfg.row_group_bytes.0)
+        .ok()
+        .filter(|b| *b > 0)
+        .ok_or_else(|| FormatError::Parquet {
+            key: "row_group_bytes",
+            message: "must be at least 1 byte".into(),
+        })?;
     Ok(WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_1_0)
         .set_compression(codec)
         .set_max_row_group_row_count(Some(cfg.row_group_size))
+        .set_max_row_group_bytes(Some(row_group_bytes))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_created_by(CREATED_BY.to_string())
         .build())
@@ -197,6 +205,10 @@ mod tests {
                 serde_json::json!({"row_group_size": 0}),
                 "sink.row_group_size: must be at least 1",
             ),
+            (
+                serde_json::json!({"row_group_bytes": 0}),
+                "sink.row_group_bytes: must be at least 1 byte",
+            ),
         ];
         for (cfg, expected) in cases {
             let e = writer_properties(&sink(cfg.clone()))
@@ -204,6 +216,40 @@ mod tests {
                 .to_string();
             assert!(e.starts_with(expected), "{cfg}: {e}");
         }
+    }
+
+    #[test]
+    fn row_groups_end_at_row_group_bytes() {
+        let batch = sample_batch(1_000);
+        let rows_only = write(
+            &batch,
+            writer_properties(&sink(serde_json::json!({}))).unwrap(),
+        );
+        let meta = SerializedFileReader::new(rows_only)
+            .unwrap()
+            .metadata()
+            .clone();
+        assert_eq!(meta.num_row_groups(), 1, "1,000 rows, far below 32 MiB");
+        let capped =
+            writer_properties(&sink(serde_json::json!({"row_group_bytes": "4KiB"}))).unwrap();
+        // The writer ends a row group once what it holds reaches the limit,
+        // looking when rows arrive: write them in slices, as the sink does.
+        let mut buf = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(capped)).unwrap();
+        for start in (0..1_000).step_by(100) {
+            writer.write(&batch.slice(start, 100)).unwrap();
+        }
+        writer.close().unwrap();
+        let meta = SerializedFileReader::new(Bytes::from(buf))
+            .unwrap()
+            .metadata()
+            .clone();
+        assert!(
+            meta.num_row_groups() > 1,
+            "{} row group(s)",
+            meta.num_row_groups()
+        );
+        assert_eq!(meta.file_metadata().num_rows(), 1_000);
     }
 
     #[test]

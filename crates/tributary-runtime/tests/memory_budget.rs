@@ -31,6 +31,7 @@ async fn a_small_budget_lands_largest_buffers_early_and_loses_nothing() {
         compression_level: None,
         // Small row groups: the buffers' encoded size grows as records arrive.
         row_group_size: 1_000,
+        row_group_bytes: tributary_config::default_row_group_bytes(),
         partition_by: None,
         timezone: "UTC".into(),
         late_data: None,

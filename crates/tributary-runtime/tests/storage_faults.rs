@@ -52,6 +52,7 @@ fn sink_config() -> ParquetSinkConfig {
         compression: Compression::default(),
         compression_level: None,
         row_group_size: 1024,
+        row_group_bytes: tributary_config::default_row_group_bytes(),
         partition_by: Some("dt=%Y-%m-%d/hour=%H".into()),
         timezone: "UTC".into(),
         late_data: None,

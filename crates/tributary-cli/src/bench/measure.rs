@@ -184,6 +184,7 @@ pub fn pipeline_config(args: &RunArgs, schema_path: &Path) -> PipelineConfig {
             compression: Compression::Zstd,
             compression_level: None,
             row_group_size: 1_048_576,
+            row_group_bytes: tributary_config::default_row_group_bytes(),
             partition_by: Some("dt=%Y-%m-%d/hour=%H".into()),
             timezone: "UTC".into(),
             late_data: None,
