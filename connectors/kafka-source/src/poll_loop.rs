@@ -22,6 +22,8 @@ const SEEK_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// (just assigned: its start offset is still being looked up).
 const SEEK_RETRY_FOR: Duration = Duration::from_secs(10);
 const SEEK_RETRY_PAUSE: Duration = Duration::from_millis(10);
+/// Messages taken between looks at commands, the stop flag and the clock.
+const CHECK_EVERY: u32 = 64;
 
 /// What the async side asks the poll thread to do.
 #[derive(Debug)]
@@ -68,36 +70,58 @@ pub(crate) fn run(
     let max_records = limits.max_records.max(1);
     'outer: loop {
         let deadline = Instant::now() + limits.poll_timeout;
+        // Messages usually wait in librdkafka's queue: they are taken
+        // without a timeout, and commands, the stop flag and the clock are
+        // looked at every `CHECK_EVERY` messages and whenever the queue is
+        // empty, rather than for every message.
+        let mut since_check = CHECK_EVERY;
+        let mut idle = false;
         loop {
-            loop {
-                match commands.try_recv() {
-                    Ok(Command::Seek {
-                        partition,
-                        offset,
-                        epoch,
-                    }) => {
-                        if let Err(failure) = seek(consumer, shared, partition, offset, epoch) {
-                            shared.fail(failure);
+            if idle || since_check >= CHECK_EVERY {
+                since_check = 0;
+                loop {
+                    match commands.try_recv() {
+                        Ok(Command::Seek {
+                            partition,
+                            offset,
+                            epoch,
+                        }) => {
+                            if let Err(failure) = seek(consumer, shared, partition, offset, epoch) {
+                                shared.fail(failure);
+                            }
                         }
+                        Ok(Command::Stop) | Err(TryRecvError::Disconnected) => break 'outer,
+                        Err(TryRecvError::Empty) => break,
                     }
-                    Ok(Command::Stop) | Err(TryRecvError::Disconnected) => break 'outer,
-                    Err(TryRecvError::Empty) => break,
+                }
+                if shared.stopped() {
+                    break 'outer;
+                }
+                if shared.pending().len() >= max_records {
+                    break;
                 }
             }
-            if shared.stopped() {
-                break 'outer;
-            }
-            if shared.pending().len() >= max_records {
-                break;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            // Rebalance callbacks run inside this call, on this thread.
-            match consumer.poll(deadline - now) {
+            let polled = if idle || since_check == 0 {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                // Rebalance callbacks run inside this call, on this thread.
+                consumer.poll(if idle { deadline - now } else { Duration::ZERO })
+            } else {
+                consumer.poll(Duration::ZERO)
+            };
+            since_check += 1;
+            idle = polled.is_none();
+            match polled {
                 None => {}
-                Some(Ok(msg)) => shared.pending().push(&msg),
+                Some(Ok(msg)) => {
+                    let mut pending = shared.pending();
+                    pending.push(&msg);
+                    if pending.len() >= max_records {
+                        break;
+                    }
+                }
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => {
                     shared.fail(PollFailure::Fatal(e));
