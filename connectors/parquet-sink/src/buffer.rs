@@ -127,12 +127,7 @@ impl PartitionBuffer {
         late: Option<(&LateData, i64)>,
         props: &WriterProperties,
     ) -> Result<(), SinkError> {
-        let encode_err = |message: String| SinkError::Encode {
-            partition: batch.partition.clone(),
-            first_offset: batch.first_offset,
-            last_offset: batch.last_offset,
-            message,
-        };
+        let encode_err = |message: String| encode_error(&batch, message);
         if let Some(failure) = self.encoder.as_ref().and_then(Encoder::failure) {
             return Err(encoder_failed(&batch.partition, failure));
         }
@@ -205,12 +200,7 @@ impl PartitionBuffer {
         batch: &RowBatch,
         props: &WriterProperties,
     ) -> Result<(), SinkError> {
-        let encode_err = |message: String| SinkError::Encode {
-            partition: batch.partition.clone(),
-            first_offset: batch.first_offset,
-            last_offset: batch.last_offset,
-            message,
-        };
+        let encode_err = |message: String| encode_error(batch, message);
         let failed = |failure: Failure| encoder_failed(&batch.partition, failure);
         let key = path.unwrap_or("");
         let schema = rows.schema();
@@ -245,14 +235,7 @@ impl PartitionBuffer {
                         "Row schema changed: starting another file for this time partition."
                     );
                 }
-                let encoder =
-                    match &mut self.encoder {
-                        Some(e) => e,
-                        None => self.encoder.insert(Encoder::spawn().map_err(|e| {
-                            encode_err(format!("cannot start an encoder thread: {e}"))
-                        })?),
-                    };
-                encoder.open(writer).await.map_err(failed)?;
+                self.encoder(batch)?.open(writer).await.map_err(failed)?;
                 self.files.push(OpenFile {
                     partition_path: path.map(str::to_string),
                     schema,
@@ -264,15 +247,25 @@ impl PartitionBuffer {
         if self.by_path.get(key) != Some(&index) {
             self.by_path.insert(key.to_string(), index);
         }
-        let Some(encoder) = &self.encoder else {
-            return Err(encode_err("no encoder for an open file".into()));
-        };
-        encoder
+        self.encoder(batch)?
             .write(index, rows.clone(), batch.first_offset, batch.last_offset)
             .await
             .map_err(failed)?;
         self.files[index].rows += rows.num_rows() as u64;
         Ok(())
+    }
+
+    /// The buffer's encoder thread, started by the first file.
+    fn encoder(&mut self, batch: &RowBatch) -> Result<&Encoder, SinkError> {
+        match &mut self.encoder {
+            Some(encoder) => Ok(encoder),
+            slot @ None => {
+                let started = Encoder::spawn().map_err(|e| {
+                    encode_error(batch, format!("cannot start an encoder thread: {e}"))
+                })?;
+                Ok(slot.insert(started))
+            }
+        }
     }
 
     /// Closes the writers and describes the landing.
@@ -371,6 +364,16 @@ fn check_growth(
         ));
     }
     Ok(())
+}
+
+/// An encoding error naming the batch's offsets.
+fn encode_error(batch: &RowBatch, message: String) -> SinkError {
+    SinkError::Encode {
+        partition: batch.partition.clone(),
+        first_offset: batch.first_offset,
+        last_offset: batch.last_offset,
+        message,
+    }
 }
 
 /// The error of a batch the encoder thread could not encode.
