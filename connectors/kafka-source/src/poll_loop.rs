@@ -101,16 +101,20 @@ pub(crate) fn run(
                     break;
                 }
             }
-            let polled = if idle || since_check == 0 {
+            // Waits only when the queue was empty; the clock is read then
+            // and right after a check.
+            let mut wait = Duration::ZERO;
+            if idle || since_check == 0 {
                 let now = Instant::now();
                 if now >= deadline {
                     break;
                 }
-                // Rebalance callbacks run inside this call, on this thread.
-                consumer.poll(if idle { deadline - now } else { Duration::ZERO })
-            } else {
-                consumer.poll(Duration::ZERO)
-            };
+                if idle {
+                    wait = deadline - now;
+                }
+            }
+            // Rebalance callbacks run inside this call, on this thread.
+            let polled = consumer.poll(wait);
             since_check += 1;
             idle = polled.is_none();
             match polled {

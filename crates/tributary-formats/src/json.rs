@@ -819,13 +819,8 @@ impl Plan {
         records: &[RawRecord],
         rows: &[usize],
     ) -> Result<Vec<i64>, ConvertError> {
-        let now_ms = now_ms();
-        let fallback = |i: usize| records[i].timestamp_ms.unwrap_or(now_ms);
-        let Some((column, unit)) = self.time_column else {
-            return Ok(rows.iter().map(|&i| fallback(i)).collect());
-        };
-        timestamp_millis(payload.column(column), unit, rows, fallback)
-            .ok_or_else(|| internal("timestamp column has an unexpected array type"))
+        let column = self.time_column.map(|(c, unit)| (payload.column(c), unit));
+        record_times(column, records, rows)
     }
 }
 
@@ -840,18 +835,31 @@ pub(crate) fn event_times_from(
     records: &[RawRecord],
     rows: &[usize],
 ) -> Result<Vec<i64>, ConvertError> {
-    let now_ms = now_ms();
-    let fallback = |i: usize| records[i].timestamp_ms.unwrap_or(now_ms);
     let Some((name, column)) = field.and_then(|name| Some((name, payload.column_by_name(name)?)))
     else {
-        return Ok(rows.iter().map(|&i| fallback(i)).collect());
+        return record_times(None, records, rows);
     };
     match column.data_type() {
-        DataType::Timestamp(unit, _) => timestamp_millis(column, *unit, rows, fallback)
-            .ok_or_else(|| internal("timestamp column has an unexpected array type")),
+        DataType::Timestamp(unit, _) => record_times(Some((column, *unit)), records, rows),
         other => Err(internal(format!(
             "converter.timestamp_field: field {name:?} has type {other}; it must be {what}"
         ))),
+    }
+}
+
+/// Record times of `rows`: the timestamp `column` where it is set, else each
+/// record's source timestamp, else now.
+fn record_times(
+    column: Option<(&ArrayRef, TimeUnit)>,
+    records: &[RawRecord],
+    rows: &[usize],
+) -> Result<Vec<i64>, ConvertError> {
+    let now_ms = now_ms();
+    let fallback = |i: usize| records[i].timestamp_ms.unwrap_or(now_ms);
+    match column {
+        None => Ok(rows.iter().map(|&i| fallback(i)).collect()),
+        Some((column, unit)) => timestamp_millis(column, unit, rows, fallback)
+            .ok_or_else(|| internal("timestamp column has an unexpected array type")),
     }
 }
 
