@@ -21,6 +21,7 @@ use tributary_core::{Header, RawRecord, ResumeAt, SourceBatch, SourceEvent, Topi
 
 use crate::ack::{self, Answer};
 use crate::error::PollFailure;
+use crate::fetch::{FetchQueue, Fetched};
 
 /// Locks a mutex, ignoring poisoning: every critical section here leaves
 /// the data consistent, and a panicking poll thread is reported separately.
@@ -28,17 +29,73 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Copies a message's headers (none, for most topics: then no allocation).
-pub(crate) fn copy_headers(msg: &BorrowedMessage<'_>) -> Vec<Header> {
-    msg.headers().map_or_else(Vec::new, |headers| {
-        headers
-            .iter()
-            .map(|h| Header {
-                key: h.key.to_owned(),
-                value: h.value.map(Bytes::copy_from_slice),
-            })
-            .collect()
-    })
+/// What [`Gather`] needs of a message, however it was taken (one by one
+/// from the consumer queue, or in a batch from the fetch queue).
+pub(crate) trait Polled {
+    fn topic(&self) -> &str;
+    fn partition(&self) -> i32;
+    fn offset(&self) -> i64;
+    fn timestamp_ms(&self) -> Option<i64>;
+    fn key(&self) -> Option<&[u8]>;
+    fn payload(&self) -> Option<&[u8]>;
+    /// A copy of the headers (none, for most topics: then no allocation).
+    fn headers(&self) -> Vec<Header>;
+}
+
+impl Polled for BorrowedMessage<'_> {
+    fn topic(&self) -> &str {
+        Message::topic(self)
+    }
+    fn partition(&self) -> i32 {
+        Message::partition(self)
+    }
+    fn offset(&self) -> i64 {
+        Message::offset(self)
+    }
+    fn timestamp_ms(&self) -> Option<i64> {
+        Message::timestamp(self).to_millis()
+    }
+    fn key(&self) -> Option<&[u8]> {
+        Message::key(self)
+    }
+    fn payload(&self) -> Option<&[u8]> {
+        Message::payload(self)
+    }
+    fn headers(&self) -> Vec<Header> {
+        Message::headers(self).map_or_else(Vec::new, |headers| {
+            headers
+                .iter()
+                .map(|h| Header {
+                    key: h.key.to_owned(),
+                    value: h.value.map(Bytes::copy_from_slice),
+                })
+                .collect()
+        })
+    }
+}
+
+impl Polled for Fetched<'_> {
+    fn topic(&self) -> &str {
+        Fetched::topic(self)
+    }
+    fn partition(&self) -> i32 {
+        Fetched::partition(self)
+    }
+    fn offset(&self) -> i64 {
+        Fetched::offset(self)
+    }
+    fn timestamp_ms(&self) -> Option<i64> {
+        Fetched::timestamp_ms(self)
+    }
+    fn key(&self) -> Option<&[u8]> {
+        Fetched::key(self)
+    }
+    fn payload(&self) -> Option<&[u8]> {
+        Fetched::payload(self)
+    }
+    fn headers(&self) -> Vec<Header> {
+        Fetched::headers(self)
+    }
 }
 
 /// Records polled but not yet handed to the runtime, grouped per partition.
@@ -73,7 +130,7 @@ type Spans = (Option<Range<usize>>, Option<Range<usize>>);
 
 impl Gather {
     /// Copies a polled message into the batch of its partition.
-    pub(crate) fn push(&mut self, msg: &BorrowedMessage<'_>) {
+    pub(crate) fn push(&mut self, msg: &impl Polled) {
         let topic = msg.topic();
         let partition = msg.partition();
         let hit = |p: &Pending| {
@@ -120,10 +177,10 @@ impl Gather {
         debug_assert!(pending.batch.last_offset().is_none_or(|o| o < msg.offset()));
         pending.batch.records.push(RawRecord {
             offset: msg.offset(),
-            timestamp_ms: msg.timestamp().to_millis(),
+            timestamp_ms: msg.timestamp_ms(),
             key: None,
             payload: None,
-            headers: copy_headers(msg),
+            headers: msg.headers(),
         });
         pending.spans.push(spans);
         self.records += 1;
@@ -183,6 +240,9 @@ pub(crate) struct Shared {
     paused: AtomicBool,
     /// Latest high watermark of each assigned partition (watermark thread).
     high_watermarks: Mutex<HashMap<TopicPartition, i64>>,
+    /// The queue assigned partitions deliver to, while the poll thread runs
+    /// (it holds the consumer: the poll thread takes it out when it ends).
+    fetch: Mutex<Option<FetchQueue<SourceContext>>>,
 }
 
 impl Shared {
@@ -197,7 +257,14 @@ impl Shared {
             ack_timeout,
             paused: AtomicBool::new(false),
             high_watermarks: Mutex::new(HashMap::new()),
+            fetch: Mutex::new(None),
         }
+    }
+
+    /// The fetch queue slot (empty before the poll thread starts and after
+    /// it ends).
+    pub(crate) fn fetch(&self) -> MutexGuard<'_, Option<FetchQueue<SourceContext>>> {
+        lock(&self.fetch)
     }
 
     /// Whether fetching is paused.
@@ -302,9 +369,14 @@ impl Shared {
     }
 
     fn forget(&self, partitions: &[TopicPartition]) {
-        let mut assigned = lock(&self.assigned);
-        for p in partitions {
-            assigned.remove(p);
+        {
+            let mut assigned = lock(&self.assigned);
+            for p in partitions {
+                assigned.remove(p);
+            }
+        }
+        if let Some(fetch) = self.fetch().as_mut() {
+            fetch.forget(partitions);
         }
     }
 
@@ -558,6 +630,15 @@ fn assign(
     resolved: Vec<String>,
 ) {
     lock(&shared.assigned).extend(partitions.iter().cloned());
+    // Before fetching starts, so that none of their messages goes to the
+    // consumer queue.
+    if let Some(fetch) = shared.fetch().as_mut() {
+        for p in &partitions {
+            if !fetch.split(p) {
+                warn!(partition = %p, "Cannot route the partition to the fetch queue; it is read one message at a time.");
+            }
+        }
+    }
     let result = if cooperative {
         consumer.incremental_assign(tpl)
     } else {

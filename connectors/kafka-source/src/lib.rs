@@ -75,6 +75,7 @@ mod client_config;
 mod commit;
 mod context;
 mod error;
+pub mod fetch;
 mod poll_loop;
 mod watermarks;
 
@@ -166,7 +167,7 @@ impl KafkaSource {
         let client_config = client_config::client_config(cfg, pipeline)?;
         let (tx, events) = mpsc::channel(tuning.channel_capacity.max(1));
         let shared = Arc::new(Shared::new(tx, tuning.rebalance_ack_timeout));
-        let consumer: BaseConsumer<SourceContext> = client_config
+        let mut consumer: BaseConsumer<SourceContext> = client_config
             .create_with_context(SourceContext {
                 shared: shared.clone(),
             })
@@ -179,6 +180,7 @@ impl KafkaSource {
             .map_err(|e| SourceError::Setup {
                 message: format!("subscribing to {topics:?} failed: {e}"),
             })?;
+        let waker = fetch::wake_on(&mut consumer);
         let consumer = Arc::new(consumer);
         let (commands, command_rx) = std_mpsc::channel();
         let (done_tx, done) = oneshot::channel();
@@ -192,6 +194,7 @@ impl KafkaSource {
             shared.clone(),
             command_rx,
             limits,
+            waker,
             done_tx,
         )
         .map_err(|e| SourceError::Setup {

@@ -13,8 +13,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 use tributary_core::{SourceEvent, TopicPartition};
 
-use crate::context::{Shared, SourceContext};
+use crate::context::{Polled, Shared, SourceContext};
 use crate::error::PollFailure;
+use crate::fetch::{FetchQueue, Waker};
 
 /// How long one seek call waits for librdkafka to carry it out.
 const SEEK_CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -22,8 +23,6 @@ const SEEK_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// (just assigned: its start offset is still being looked up).
 const SEEK_RETRY_FOR: Duration = Duration::from_secs(10);
 const SEEK_RETRY_PAUSE: Duration = Duration::from_millis(10);
-/// Messages taken between looks at commands, the stop flag and the clock.
-const CHECK_EVERY: u32 = 64;
 
 /// What the async side asks the poll thread to do.
 #[derive(Debug)]
@@ -48,6 +47,7 @@ pub(crate) struct Limits {
 
 /// Takes the event sender away when the thread ends, however it ends, so
 /// that `next()` sees the channel close and reports the failure, if any.
+/// Also drops the fetch queue, which holds the consumer.
 struct ExitGuard<'a>(&'a Shared);
 
 impl Drop for ExitGuard<'_> {
@@ -55,90 +55,121 @@ impl Drop for ExitGuard<'_> {
         if thread::panicking() {
             self.0.fail(PollFailure::Panicked);
         }
+        drop(self.0.fetch().take());
         self.0.close_channel();
     }
 }
 
 /// Runs until closed, failed, or nobody receives events any more.
+///
+/// Each round serves the consumer queue first (rebalances, errors, and
+/// messages of partitions not routed to the fetch queue), taking one
+/// message at a time until it is empty, then takes a batch from the fetch
+/// queue. The fetch queue is waited on only when both were empty; a
+/// rebalance or error arriving meanwhile ends the wait.
 pub(crate) fn run(
-    consumer: &BaseConsumer<SourceContext>,
+    consumer: &Arc<BaseConsumer<SourceContext>>,
     shared: &Shared,
     commands: Receiver<Command>,
     limits: Limits,
+    waker: Arc<Waker>,
 ) {
     let _guard = ExitGuard(shared);
+    *shared.fetch() = Some(FetchQueue::new(consumer.clone(), waker));
     let max_records = limits.max_records.max(1);
     'outer: loop {
         let deadline = Instant::now() + limits.poll_timeout;
-        // Messages usually wait in librdkafka's queue: they are taken
-        // without a timeout, and commands, the stop flag and the clock are
-        // looked at every `CHECK_EVERY` messages and whenever the queue is
-        // empty, rather than for every message.
-        let mut since_check = CHECK_EVERY;
         let mut idle = false;
         loop {
-            if idle || since_check >= CHECK_EVERY {
-                since_check = 0;
-                loop {
-                    match commands.try_recv() {
-                        Ok(Command::Seek {
-                            partition,
-                            offset,
-                            epoch,
-                        }) => {
-                            if let Err(failure) = seek(consumer, shared, partition, offset, epoch) {
-                                shared.fail(failure);
-                            }
+            loop {
+                match commands.try_recv() {
+                    Ok(Command::Seek {
+                        partition,
+                        offset,
+                        epoch,
+                    }) => {
+                        if let Err(failure) = seek(consumer, shared, partition, offset, epoch) {
+                            shared.fail(failure);
                         }
-                        Ok(Command::Stop) | Err(TryRecvError::Disconnected) => break 'outer,
-                        Err(TryRecvError::Empty) => break,
                     }
-                }
-                if shared.stopped() {
-                    break 'outer;
-                }
-                if shared.pending().len() >= max_records {
-                    break;
+                    Ok(Command::Stop) | Err(TryRecvError::Disconnected) => break 'outer,
+                    Err(TryRecvError::Empty) => break,
                 }
             }
-            // Waits only when the queue was empty; the clock is read then
-            // and right after a check.
-            let mut wait = Duration::ZERO;
-            if idle || since_check == 0 {
+            if shared.stopped() {
+                break 'outer;
+            }
+            let room = max_records.saturating_sub(shared.pending().len());
+            if room == 0 {
+                break;
+            }
+            // Rebalance callbacks run inside this call, on this thread.
+            match consumer.poll(Duration::ZERO) {
+                None => {}
+                Some(polled) => {
+                    if !take(shared, polled.map_err(Failure::from)) {
+                        break 'outer;
+                    }
+                    // Empty the consumer queue before the fetch queue: a
+                    // partition's messages from before it was routed to the
+                    // fetch queue come first.
+                    idle = false;
+                    continue;
+                }
+            }
+            let wait = if idle {
                 let now = Instant::now();
                 if now >= deadline {
                     break;
                 }
-                if idle {
-                    wait = deadline - now;
-                }
+                deadline - now
+            } else {
+                Duration::ZERO
+            };
+            let mut ok = true;
+            let taken = match shared.fetch().as_mut() {
+                Some(fetch) => fetch.take(wait, room, |m| {
+                    ok &= take(shared, m.map_err(Failure::from));
+                }),
+                None => 0,
+            };
+            if !ok {
+                break 'outer;
             }
-            // Rebalance callbacks run inside this call, on this thread.
-            let polled = consumer.poll(wait);
-            since_check += 1;
-            idle = polled.is_none();
-            match polled {
-                None => {}
-                Some(Ok(msg)) => {
-                    let mut pending = shared.pending();
-                    pending.push(&msg);
-                    if pending.len() >= max_records {
-                        break;
-                    }
-                }
-                Some(Err(KafkaError::PartitionEOF(_))) => {}
-                Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => {
-                    shared.fail(PollFailure::Fatal(e));
-                    break 'outer;
-                }
-                Some(Err(e)) => warn!(error = %e, "Consumer error; librdkafka retries."),
+            if Instant::now() >= deadline {
+                break;
             }
+            idle = taken == 0;
         }
         if !shared.flush() {
             debug!("Event receiver gone; stopping the poll thread.");
             break;
         }
     }
+}
+
+/// A message error, as both queues report it.
+struct Failure(KafkaError);
+
+impl From<KafkaError> for Failure {
+    fn from(e: KafkaError) -> Self {
+        Self(e)
+    }
+}
+
+/// Gathers one taken message, or deals with its error. Returns false when
+/// the error is fatal (the source has failed).
+fn take(shared: &Shared, msg: Result<impl Polled, Failure>) -> bool {
+    match msg {
+        Ok(msg) => shared.pending().push(&msg),
+        Err(Failure(KafkaError::PartitionEOF(_))) => {}
+        Err(Failure(e @ KafkaError::MessageConsumptionFatal(_))) => {
+            shared.fail(PollFailure::Fatal(e));
+            return false;
+        }
+        Err(Failure(e)) => warn!(error = %e, "Consumer error; librdkafka retries."),
+    }
+    true
 }
 
 /// Repositions `partition` at `offset`: drops records of the partition
@@ -231,10 +262,11 @@ pub(crate) fn spawn(
     shared: Arc<Shared>,
     commands: Receiver<Command>,
     limits: Limits,
+    waker: Arc<Waker>,
     done: tokio::sync::oneshot::Sender<()>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     thread::Builder::new().name(name).spawn(move || {
-        run(&consumer, &shared, commands, limits);
+        run(&consumer, &shared, commands, limits, waker);
         drop(consumer);
         let _ = done.send(());
     })

@@ -12,6 +12,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
@@ -19,6 +20,7 @@ use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use parquet::arrow::ArrowWriter;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Message;
 use serde::{Deserialize, Serialize};
 use tributary_config::{
     ByteSize, Compression, Config, ConverterConfig, FlushConfig, HumanDuration,
@@ -26,6 +28,7 @@ use tributary_config::{
     SourceConfig, StartPosition, StorageConfig, WorkerConfig,
 };
 use tributary_core::{Converter, RawRecord, SourceBatch, TopicPartition};
+use tributary_kafka_source::fetch::{self, FetchQueue};
 
 use super::workload::Workload;
 use crate::{registry, run};
@@ -223,7 +226,9 @@ fn worker_config(args: &RunArgs) -> WorkerConfig {
 }
 
 /// B0: drains the topic with a bare `BaseConsumer`, touching nothing but the
-/// payload length.
+/// payload length. It consumes in batches as the Kafka source does: each
+/// partition is routed to a fetch queue when its first message shows up on
+/// the consumer queue, and taken from there thousands at a time.
 fn drain_b0(args: &RunArgs) -> anyhow::Result<Outcome> {
     let schema = write_schema(args)?;
     let budget = tributary_runtime::MemoryBudget::new(args.memory_budget.0);
@@ -231,39 +236,71 @@ fn drain_b0(args: &RunArgs) -> anyhow::Result<Outcome> {
     let SourceConfig::Kafka(k) = &p.source else {
         unreachable!("the bench pipeline reads Kafka");
     };
-    let consumer: BaseConsumer = tributary_kafka_source::client_config(k, "bench-b0")?
+    let mut consumer: BaseConsumer = tributary_kafka_source::client_config(k, "bench-b0")?
         .create()
         .context("cannot create the B0 consumer")?;
     consumer.subscribe(&[args.topic.as_str()])?;
-    let mut consumed = 0u64;
-    let mut bytes = 0u64;
+    let waker = fetch::wake_on(&mut consumer);
+    let consumer = Arc::new(consumer);
+    let mut queue = FetchQueue::new(consumer.clone(), waker);
+    let mut t = Tally::default();
     let mut reported = 0u64;
-    let mut first = None;
-    while consumed < args.records {
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
+    let mut idle = false;
+    while t.consumed < args.records {
+        // The consumer queue first: the assignment, errors, and messages
+        // fetched before their partition was routed to the fetch queue.
+        match consumer.poll(Duration::ZERO) {
             Some(Ok(m)) => {
-                first.get_or_insert_with(Instant::now);
-                bytes += m.payload_len() as u64;
-                consumed += 1;
-                if consumed - reported >= args.report_every {
-                    reported = consumed;
-                    say(&format!("progress {consumed}"));
-                }
+                t.count(m.payload_len());
+                queue.split(&TopicPartition::new(m.topic(), m.partition()));
+                idle = false;
+                continue;
             }
             Some(Err(e)) => tracing::warn!(error = %e, "B0 consumer error."),
+            None => {}
+        }
+        let wait = if idle {
+            Duration::from_millis(100)
+        } else {
+            Duration::ZERO
+        };
+        let taken = queue.take(wait, usize::MAX, |m| match m {
+            Ok(m) => t.count(m.payload().map_or(0, <[u8]>::len)),
+            Err(e) => tracing::warn!(error = %e, "B0 consumer error."),
+        });
+        idle = taken == 0;
+        if t.consumed - reported >= args.report_every {
+            reported = t.consumed;
+            say(&format!("progress {}", t.consumed));
         }
     }
-    let seconds = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
-    say(&format!("progress {consumed}"));
+    drop(queue);
+    let seconds = t.first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    say(&format!("progress {}", t.consumed));
     let (cpu_s, peak_rss) = usage();
     Ok(Outcome {
-        records: consumed,
-        bytes,
+        records: t.consumed,
+        bytes: t.bytes,
         seconds,
         cpu_s,
         peak_rss,
     })
+}
+
+/// What B0 has consumed.
+#[derive(Default)]
+struct Tally {
+    consumed: u64,
+    bytes: u64,
+    first: Option<Instant>,
+}
+
+impl Tally {
+    fn count(&mut self, payload_len: usize) {
+        self.first.get_or_insert_with(Instant::now);
+        self.bytes += payload_len as u64;
+        self.consumed += 1;
+    }
 }
 
 /// B1: JSON → Arrow (the pipeline's converter) → Parquet (the sink's writer
