@@ -15,7 +15,7 @@ use tributary_formats::evolution::{EvolutionPolicy, TableSchema};
 use tributary_lake::{FileKind, Landing, LateData, PartitionTemplate, PendingFile};
 
 use crate::encoder::{Encoder, Failure};
-use crate::encoding::DictionaryAdvisor;
+use crate::encoding::{sampled_properties, DictionaryAdvisor};
 
 /// Rows of one time partition being encoded (its writer is on the
 /// buffer's encoder thread, at the same position).
@@ -219,7 +219,8 @@ impl PartitionBuffer {
         let index = match open {
             Some(i) => i,
             None => {
-                let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props.clone()))
+                let props = sampled_properties(props, rows).unwrap_or_else(|| props.clone());
+                let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
                     .map_err(|e| encode_err(format!("cannot start a Parquet file: {e}")))?;
                 // Against the newest file of the time partition: the widest schema.
                 let newest = self

@@ -15,10 +15,19 @@
 //! next files. Low-cardinality columns (countries, event names) keep theirs.
 //! Decisions expire after [`REPROBE_AFTER`] files, so a column whose values
 //! become repetitive gets its dictionary back.
+//!
+//! A file's first rows decide too ([`sampled_properties`]): a column whose
+//! values are nearly all distinct in the first [`SAMPLE_ROWS`] rows of a
+//! file is written without a dictionary in that file. That spares the first
+//! file of every partition, before the advisor has seen anything, and long
+//! files, whose row groups each start a new dictionary.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
+use arrow::row::{RowConverter, SortField};
 use parquet::basic::{Encoding, PageType};
 use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
 use parquet::file::properties::WriterProperties;
@@ -26,6 +35,86 @@ use parquet::schema::types::ColumnPath;
 
 /// Files written without a dictionary for a column before it is tried again.
 pub(crate) const REPROBE_AFTER: u32 = 64;
+/// Rows of a file's first batch looked at for distinct values.
+pub(crate) const SAMPLE_ROWS: usize = 4096;
+/// Fewer sampled rows than this decide nothing: in a handful of rows even a
+/// country column looks unique.
+const MIN_SAMPLE_ROWS: usize = 1024;
+/// Share of distinct values in the sample above which a column is taken as
+/// unique. A column of 10,000 values sampled 4,096 times shows about 82 %
+/// distinct and keeps its dictionary; ids and timestamps show ~100 %.
+const UNIQUE_SHARE: f64 = 0.95;
+
+/// `props` for a file whose first rows are `rows`, with dictionary encoding
+/// switched off for the columns whose values are nearly all distinct in the
+/// first 4,096 rows (ids, timestamps, amounts: a dictionary there is hashed
+/// and interned for nothing until the writer falls back to plain pages).
+/// `None` when no column changes, or `rows` has under 1,024 rows.
+pub fn sampled_properties(
+    props: &WriterProperties,
+    rows: &RecordBatch,
+) -> Option<WriterProperties> {
+    let n = rows.num_rows().min(SAMPLE_ROWS);
+    if n < MIN_SAMPLE_ROWS {
+        return None;
+    }
+    let mut unique = Vec::new();
+    for (field, column) in rows.schema().fields().iter().zip(rows.columns()) {
+        leaves(
+            vec![field.name().clone()],
+            &column.slice(0, n),
+            &mut |path, array| {
+                let path = ColumnPath::new(path.to_vec());
+                if props.dictionary_enabled(&path) && looks_unique(array) {
+                    unique.push(path);
+                }
+            },
+        );
+    }
+    if unique.is_empty() {
+        return None;
+    }
+    let mut builder = props.clone().into_builder();
+    for path in unique {
+        builder = builder.set_column_dictionary_enabled(path, false);
+    }
+    Some(builder.build())
+}
+
+/// Calls `each` with the Parquet path and values of every leaf column that
+/// a dictionary can encode (not booleans, not inside lists or maps).
+fn leaves(path: Vec<String>, array: &ArrayRef, each: &mut impl FnMut(&[String], &ArrayRef)) {
+    match array.data_type() {
+        DataType::Struct(fields) => {
+            let s = array.as_struct();
+            for (field, child) in fields.iter().zip(s.columns()) {
+                let mut p = path.clone();
+                p.push(field.name().clone());
+                leaves(p, child, each);
+            }
+        }
+        DataType::Boolean
+        | DataType::Null
+        | DataType::List(_)
+        | DataType::LargeList(_)
+        | DataType::FixedSizeList(..)
+        | DataType::Map(..)
+        | DataType::Dictionary(..) => {}
+        _ => each(&path, array),
+    }
+}
+
+/// Whether nearly every value of `array` is distinct.
+fn looks_unique(array: &ArrayRef) -> bool {
+    let Ok(converter) = RowConverter::new(vec![SortField::new(array.data_type().clone())]) else {
+        return false;
+    };
+    let Ok(rows) = converter.convert_columns(std::slice::from_ref(array)) else {
+        return false;
+    };
+    let distinct: HashSet<_> = rows.iter().collect();
+    distinct.len() as f64 >= UNIQUE_SHARE * array.len() as f64
+}
 
 /// Learns, per column, whether dictionary encoding pays.
 #[derive(Default)]
@@ -124,8 +213,8 @@ fn dictionary_pays(column: &ColumnChunkMetaData) -> Option<bool> {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{Int64Array, RecordBatch, StringArray};
-    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::array::{Int64Array, RecordBatch, StringArray, StructArray};
+    use arrow::datatypes::{DataType, Field, Fields, Schema};
     use parquet::arrow::ArrowWriter;
 
     use super::*;
@@ -145,7 +234,8 @@ mod tests {
     }
 
     fn dictionary_enabled(props: &WriterProperties, column: &str) -> bool {
-        props.dictionary_enabled(&ColumnPath::from(column))
+        let parts = column.split('.').map(str::to_string).collect();
+        props.dictionary_enabled(&ColumnPath::new(parts))
     }
 
     #[test]
@@ -186,5 +276,71 @@ mod tests {
             dictionary_enabled(&advisor.properties(&base), "id"),
             "after {REPROBE_AFTER} plain files the dictionary is tried again"
         );
+    }
+
+    /// Rows: a unique id, a country among 3, a model among 10,000, and a
+    /// struct holding a unique session and an os among 4.
+    fn sample(rows: usize) -> RecordBatch {
+        let ids = Int64Array::from_iter_values((0..rows as i64).map(|i| i * 7919));
+        let countries = StringArray::from_iter_values((0..rows).map(|i| ["DE", "FR", "US"][i % 3]));
+        let models = StringArray::from_iter_values(
+            (0..rows as u64)
+                .map(|i| format!("m{}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 10_000)),
+        );
+        let device = StructArray::from(vec![
+            (
+                Arc::new(Field::new("session", DataType::Utf8, false)),
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| format!("s{i:012x}")),
+                )) as ArrayRef,
+            ),
+            (
+                Arc::new(Field::new("os", DataType::Utf8, false)),
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| ["a", "i", "l", "w"][i % 4]),
+                )) as ArrayRef,
+            ),
+        ]);
+        let fields: Fields = device.fields().clone();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("country", DataType::Utf8, false),
+            Field::new("model", DataType::Utf8, false),
+            Field::new("device", DataType::Struct(fields), false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(ids),
+                Arc::new(countries),
+                Arc::new(models),
+                Arc::new(device),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_files_first_rows_switch_the_dictionary_off_for_unique_columns_only() {
+        let base = WriterProperties::builder().build();
+        let props = sampled_properties(&base, &sample(SAMPLE_ROWS * 2)).expect("unique columns");
+        assert!(!dictionary_enabled(&props, "id"));
+        assert!(!dictionary_enabled(&props, "device.session"));
+        assert!(dictionary_enabled(&props, "country"));
+        assert!(dictionary_enabled(&props, "model"), "10,000 models repeat");
+        assert!(dictionary_enabled(&props, "device.os"));
+        // Too few rows decide nothing.
+        assert!(sampled_properties(&base, &sample(MIN_SAMPLE_ROWS - 1)).is_none());
+        // A column already without a dictionary changes nothing.
+        let plain = base
+            .clone()
+            .into_builder()
+            .set_column_dictionary_enabled(ColumnPath::from("id"), false)
+            .set_column_dictionary_enabled(
+                ColumnPath::new(vec!["device".into(), "session".into()]),
+                false,
+            )
+            .build();
+        assert!(sampled_properties(&plain, &sample(SAMPLE_ROWS)).is_none());
     }
 }

@@ -37,6 +37,7 @@ use tributary_core::{Landed, ResumeAt, RowBatch, Sink, SinkError, TopicPartition
 use tributary_lake::{Lake, Landing, LateData, PartitionLog, PartitionTemplate};
 
 use crate::buffer::PartitionBuffer;
+pub use crate::encoding::sampled_properties;
 use crate::encoding::DictionaryAdvisor;
 
 /// Errors building the sink from its configuration.

@@ -360,7 +360,11 @@ fn codec_b1(args: &RunArgs) -> anyhow::Result<Outcome> {
             None => writer.insert(ArrowWriter::try_new(
                 Vec::new(),
                 rows.rows.schema(),
-                Some(props.clone()),
+                // As the sink opens a file.
+                Some(
+                    tributary_parquet_sink::sampled_properties(&props, &rows.rows)
+                        .unwrap_or_else(|| props.clone()),
+                ),
             )?),
         };
         w.write(&rows.rows)?;
