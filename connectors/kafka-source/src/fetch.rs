@@ -10,7 +10,7 @@
 //! met a rebalance op would make librdkafka unassign by itself, behind the
 //! rebalance callback's back. So the consumer is still polled between
 //! batches, and a message arriving on the consumer queue wakes a batch call
-//! that is waiting (see [`FetchQueue::wake_on`]).
+//! that is waiting (see [`wake_on`]).
 //!
 //! A partition's queue is split before the partition is assigned, so none
 //! of its messages goes to the consumer queue; librdkafka keeps a queue

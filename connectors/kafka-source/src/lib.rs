@@ -13,7 +13,7 @@
 //! ```text
 //!            poll thread                                 async side (runtime task)
 //! ┌───────────────────────────────────┐  bounded mpsc   ┌────────────────────────────┐
-//! │ poll() until max_poll_records or  │ ─SourceEvent─▶  │ next()                     │
+//! │ batches until max_poll_records or │ ─SourceEvent─▶  │ next()                     │
 //! │ poll_timeout; group per partition │ (blocking_send: │                            │
 //! │                                   │  backpressure)  │ commit(): spawn_blocking,  │
 //! │ rebalance callback (inside poll)  │ ◀─ack oneshot─  │   sync commit on the       │
@@ -21,6 +21,13 @@
 //! │ seeks between polls               │ ◀─std mpsc────  │ seek()                     │
 //! └───────────────────────────────────┘                 └────────────────────────────┘
 //! ```
+//!
+//! Messages are taken in batches: every partition is routed, before it is
+//! assigned, to a fetch queue of the source's own, and the poll thread takes
+//! thousands of messages from it per `rd_kafka_consume_batch_queue` call
+//! (see [`fetch`]). The consumer queue still carries rebalances and errors;
+//! the poll thread serves it between batches, and anything arriving there
+//! ends a batch call's wait at once.
 //!
 //! A slow pipeline fills the channel and stops the poll thread; librdkafka
 //! keeps heartbeating from its own threads, and `max.poll.interval.ms`
