@@ -107,7 +107,7 @@ pub(crate) fn run(
             match consumer.poll(Duration::ZERO) {
                 None => {}
                 Some(polled) => {
-                    if !take(shared, polled.map_err(Failure::from)) {
+                    if !take(shared, polled) {
                         break 'outer;
                     }
                     // Empty the consumer queue before the fetch queue: a
@@ -129,7 +129,7 @@ pub(crate) fn run(
             let mut ok = true;
             let taken = match shared.fetch().as_mut() {
                 Some(fetch) => fetch.take(wait, room, |m| {
-                    ok &= take(shared, m.map_err(Failure::from));
+                    ok &= take(shared, m);
                 }),
                 None => 0,
             };
@@ -148,26 +148,17 @@ pub(crate) fn run(
     }
 }
 
-/// A message error, as both queues report it.
-struct Failure(KafkaError);
-
-impl From<KafkaError> for Failure {
-    fn from(e: KafkaError) -> Self {
-        Self(e)
-    }
-}
-
 /// Gathers one taken message, or deals with its error. Returns false when
 /// the error is fatal (the source has failed).
-fn take(shared: &Shared, msg: Result<impl Polled, Failure>) -> bool {
+fn take(shared: &Shared, msg: Result<impl Polled, KafkaError>) -> bool {
     match msg {
         Ok(msg) => shared.pending().push(&msg),
-        Err(Failure(KafkaError::PartitionEOF(_))) => {}
-        Err(Failure(e @ KafkaError::MessageConsumptionFatal(_))) => {
+        Err(KafkaError::PartitionEOF(_)) => {}
+        Err(e @ KafkaError::MessageConsumptionFatal(_)) => {
             shared.fail(PollFailure::Fatal(e));
             return false;
         }
-        Err(Failure(e)) => warn!(error = %e, "Consumer error; librdkafka retries."),
+        Err(e) => warn!(error = %e, "Consumer error; librdkafka retries."),
     }
     true
 }

@@ -96,10 +96,27 @@ def main():
         "bytes": payload_bytes,
         "seconds": end - (first if first is not None else end),
         "cpu_s": usage.ru_utime + usage.ru_stime,
-        "peak_rss": usage.ru_maxrss * 1024,
+        "peak_rss": peak_rss(usage),
     }
     print("result " + json.dumps(result), flush=True)
     consumer.close()
+
+
+def peak_rss(usage):
+    """Peak RSS of this process image, in bytes.
+
+    VmHWM belongs to the address space, which exec replaces; ru_maxrss is
+    carried over from the process that forked us, so a large parent would
+    set its floor.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return usage.ru_maxrss * 1024
 
 
 if __name__ == "__main__":

@@ -117,8 +117,19 @@ pub fn usage() -> (f64, u64) {
     (
         tv(ru.ru_utime) + tv(ru.ru_stime),
         // Linux reports kilobytes.
-        ru.ru_maxrss.max(0) as u64 * 1024,
+        peak_rss().unwrap_or(ru.ru_maxrss.max(0) as u64 * 1024),
     )
+}
+
+/// Peak RSS of this process image (`VmHWM`), in bytes. It belongs to the
+/// address space, which exec replaces, whereas `ru_maxrss` is carried over
+/// from the process that forked this one: a bench process grown large would
+/// set the floor of every later measurement.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn say(line: &str) {
