@@ -682,7 +682,7 @@ impl Poller {
                             timestamp_ms: msg.timestamp().to_millis(),
                             key: msg.key().map(Bytes::copy_from_slice),
                             payload: msg.payload().map(Bytes::copy_from_slice),
-                            headers: crate::context::Polled::headers(&msg),
+                            headers: crate::fetch::Polled::headers(&msg),
                         });
                     }
                     if offset + 1 >= end {

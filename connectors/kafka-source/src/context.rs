@@ -12,90 +12,20 @@ use bytes::Bytes;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
-use tributary_core::{Header, RawRecord, ResumeAt, SourceBatch, SourceEvent, TopicPartition};
+use tributary_core::{RawRecord, ResumeAt, SourceBatch, SourceEvent, TopicPartition};
 
 use crate::ack::{self, Answer};
 use crate::error::PollFailure;
-use crate::fetch::{FetchQueue, Fetched};
+use crate::fetch::{FetchQueue, Polled};
 
 /// Locks a mutex, ignoring poisoning: every critical section here leaves
 /// the data consistent, and a panicking poll thread is reported separately.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// What [`Gather`] needs of a message, however it was taken (one by one
-/// from the consumer queue, or in a batch from the fetch queue).
-pub(crate) trait Polled {
-    fn topic(&self) -> &str;
-    fn partition(&self) -> i32;
-    fn offset(&self) -> i64;
-    fn timestamp_ms(&self) -> Option<i64>;
-    fn key(&self) -> Option<&[u8]>;
-    fn payload(&self) -> Option<&[u8]>;
-    /// A copy of the headers (none, for most topics: then no allocation).
-    fn headers(&self) -> Vec<Header>;
-}
-
-impl Polled for BorrowedMessage<'_> {
-    fn topic(&self) -> &str {
-        Message::topic(self)
-    }
-    fn partition(&self) -> i32 {
-        Message::partition(self)
-    }
-    fn offset(&self) -> i64 {
-        Message::offset(self)
-    }
-    fn timestamp_ms(&self) -> Option<i64> {
-        Message::timestamp(self).to_millis()
-    }
-    fn key(&self) -> Option<&[u8]> {
-        Message::key(self)
-    }
-    fn payload(&self) -> Option<&[u8]> {
-        Message::payload(self)
-    }
-    fn headers(&self) -> Vec<Header> {
-        Message::headers(self).map_or_else(Vec::new, |headers| {
-            headers
-                .iter()
-                .map(|h| Header {
-                    key: h.key.to_owned(),
-                    value: h.value.map(Bytes::copy_from_slice),
-                })
-                .collect()
-        })
-    }
-}
-
-impl Polled for Fetched<'_> {
-    fn topic(&self) -> &str {
-        Fetched::topic(self)
-    }
-    fn partition(&self) -> i32 {
-        Fetched::partition(self)
-    }
-    fn offset(&self) -> i64 {
-        Fetched::offset(self)
-    }
-    fn timestamp_ms(&self) -> Option<i64> {
-        Fetched::timestamp_ms(self)
-    }
-    fn key(&self) -> Option<&[u8]> {
-        Fetched::key(self)
-    }
-    fn payload(&self) -> Option<&[u8]> {
-        Fetched::payload(self)
-    }
-    fn headers(&self) -> Vec<Header> {
-        Fetched::headers(self)
-    }
 }
 
 /// Records polled but not yet handed to the runtime, grouped per partition.

@@ -26,7 +26,9 @@ use bytes::Bytes;
 use rdkafka::bindings as rdsys;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::Message;
 use tributary_core::{Header, TopicPartition};
 
 use crate::context::lock;
@@ -215,40 +217,78 @@ fn message_error(rk: *mut rdsys::rd_kafka_t, msg: &rdsys::rd_kafka_message_t) ->
     }
 }
 
+/// What the poll thread reads of a message, however it was taken: one by
+/// one from the consumer queue ([`BorrowedMessage`]) or in a batch from the
+/// fetch queue ([`Fetched`]).
+pub trait Polled {
+    /// The topic name.
+    fn topic(&self) -> &str;
+    /// The partition number.
+    fn partition(&self) -> i32;
+    /// The offset.
+    fn offset(&self) -> i64;
+    /// The message timestamp in milliseconds, if it has one.
+    fn timestamp_ms(&self) -> Option<i64>;
+    /// The key, `None` when null.
+    fn key(&self) -> Option<&[u8]>;
+    /// The payload, `None` when null.
+    fn payload(&self) -> Option<&[u8]>;
+    /// A copy of the headers (none, for most topics: then no allocation).
+    fn headers(&self) -> Vec<Header>;
+}
+
+impl Polled for BorrowedMessage<'_> {
+    fn topic(&self) -> &str {
+        Message::topic(self)
+    }
+    fn partition(&self) -> i32 {
+        Message::partition(self)
+    }
+    fn offset(&self) -> i64 {
+        Message::offset(self)
+    }
+    fn timestamp_ms(&self) -> Option<i64> {
+        Message::timestamp(self).to_millis()
+    }
+    fn key(&self) -> Option<&[u8]> {
+        Message::key(self)
+    }
+    fn payload(&self) -> Option<&[u8]> {
+        Message::payload(self)
+    }
+    fn headers(&self) -> Vec<Header> {
+        Message::headers(self).map_or_else(Vec::new, |headers| {
+            headers
+                .iter()
+                .map(|h| Header {
+                    key: h.key.to_owned(),
+                    value: h.value.map(Bytes::copy_from_slice),
+                })
+                .collect()
+        })
+    }
+}
+
 /// A message taken by [`FetchQueue::take`], valid during the callback.
 pub struct Fetched<'a>(&'a rdsys::rd_kafka_message_t);
 
-impl Fetched<'_> {
-    /// The topic name.
-    pub fn topic(&self) -> &str {
+impl Polled for Fetched<'_> {
+    fn topic(&self) -> &str {
         // SAFETY: a fetched message has a topic whose name is NUL-terminated
         // and lives as long as the message.
         let name = unsafe { CStr::from_ptr(rdsys::rd_kafka_topic_name(self.0.rkt)) };
         name.to_str().unwrap_or("")
     }
 
-    /// The partition number.
-    pub fn partition(&self) -> i32 {
+    fn partition(&self) -> i32 {
         self.0.partition
     }
 
-    /// The offset.
-    pub fn offset(&self) -> i64 {
+    fn offset(&self) -> i64 {
         self.0.offset
     }
 
-    /// The payload, `None` when null.
-    pub fn payload(&self) -> Option<&[u8]> {
-        bytes_of(self.0.payload, self.0.len)
-    }
-
-    /// The key, `None` when null.
-    pub fn key(&self) -> Option<&[u8]> {
-        bytes_of(self.0.key, self.0.key_len)
-    }
-
-    /// The message timestamp in milliseconds, if it has one.
-    pub fn timestamp_ms(&self) -> Option<i64> {
+    fn timestamp_ms(&self) -> Option<i64> {
         let mut kind = rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
         // SAFETY: valid message and out-pointer.
         let ts = unsafe { rdsys::rd_kafka_message_timestamp(self.0, &mut kind) };
@@ -256,8 +296,15 @@ impl Fetched<'_> {
             .then_some(ts)
     }
 
-    /// Copies the headers (none, for most topics: then no allocation).
-    pub fn headers(&self) -> Vec<Header> {
+    fn key(&self) -> Option<&[u8]> {
+        bytes_of(self.0.key, self.0.key_len)
+    }
+
+    fn payload(&self) -> Option<&[u8]> {
+        bytes_of(self.0.payload, self.0.len)
+    }
+
+    fn headers(&self) -> Vec<Header> {
         let mut hdrs = ptr::null_mut();
         // SAFETY: valid message; the headers belong to it.
         let err = unsafe { rdsys::rd_kafka_message_headers(self.0, &mut hdrs) };

@@ -13,9 +13,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 use tributary_core::{SourceEvent, TopicPartition};
 
-use crate::context::{Polled, Shared, SourceContext};
+use crate::context::{Shared, SourceContext};
 use crate::error::PollFailure;
-use crate::fetch::{FetchQueue, Waker};
+use crate::fetch::{FetchQueue, Polled, Waker};
 
 /// How long one seek call waits for librdkafka to carry it out.
 const SEEK_CALL_TIMEOUT: Duration = Duration::from_secs(5);

@@ -11,7 +11,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use support::{tp, Kafka, WAIT};
-use tributary_kafka_source::fetch::{self, FetchQueue};
+use tributary_kafka_source::fetch::{self, FetchQueue, Polled};
 
 const TOPIC: &str = "fetched";
 const PER_PARTITION: i64 = 300;
@@ -115,8 +115,8 @@ fn split_partitions_arrive_in_batches_in_order_and_the_consumer_queue_wakes_the_
             let m = m.expect("no consumer error");
             panic!(
                 "partition {} offset {} came through the consumer queue",
-                m.partition(),
-                m.offset()
+                Message::partition(&m),
+                Message::offset(&m)
             );
         }
         let n = queue.take(Duration::from_millis(100), 1000, |m| {

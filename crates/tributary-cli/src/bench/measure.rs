@@ -28,7 +28,7 @@ use tributary_config::{
     SourceConfig, StartPosition, StorageConfig, WorkerConfig,
 };
 use tributary_core::{Converter, RawRecord, SourceBatch, TopicPartition};
-use tributary_kafka_source::fetch::{self, FetchQueue};
+use tributary_kafka_source::fetch::{self, FetchQueue, Polled};
 
 use super::workload::Workload;
 use crate::{registry, run};
@@ -263,7 +263,10 @@ fn drain_b0(args: &RunArgs) -> anyhow::Result<Outcome> {
         match consumer.poll(Duration::ZERO) {
             Some(Ok(m)) => {
                 t.count(m.payload_len());
-                queue.split(&TopicPartition::new(m.topic(), m.partition()));
+                queue.split(&TopicPartition::new(
+                    Message::topic(&m),
+                    Message::partition(&m),
+                ));
                 idle = false;
                 continue;
             }
