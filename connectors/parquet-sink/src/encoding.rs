@@ -343,4 +343,20 @@ mod tests {
             .build();
         assert!(sampled_properties(&plain, &sample(SAMPLE_ROWS)).is_none());
     }
+
+    #[test]
+    fn a_file_written_with_sampled_properties_has_dictionaries_only_where_they_pay() {
+        let rows = sample(SAMPLE_ROWS * 2);
+        let props = sampled_properties(&WriterProperties::builder().build(), &rows).unwrap();
+        let mut w = ArrowWriter::try_new(Vec::new(), rows.schema(), Some(props)).unwrap();
+        w.write(&rows).unwrap();
+        let metadata = w.finish().unwrap();
+        let with_dictionary: Vec<String> = metadata.row_groups()[0]
+            .columns()
+            .iter()
+            .filter(|c| c.dictionary_page_offset().is_some())
+            .map(|c| c.column_path().string())
+            .collect();
+        assert_eq!(with_dictionary, ["country", "model", "device.os"]);
+    }
 }
