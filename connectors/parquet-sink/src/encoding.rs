@@ -17,8 +17,8 @@
 //! become repetitive gets its dictionary back.
 //!
 //! A file's first rows decide too ([`sampled_properties`]): a column whose
-//! values are nearly all distinct in the first [`SAMPLE_ROWS`] rows of a
-//! file is written without a dictionary in that file. That spares the first
+//! values hardly repeat in the first [`SAMPLE_ROWS`] rows of a file is
+//! written without a dictionary in that file. That spares the first
 //! file of every partition, before the advisor has seen anything, and long
 //! files, whose row groups each start a new dictionary.
 
@@ -39,17 +39,18 @@ pub(crate) const REPROBE_AFTER: u32 = 64;
 pub(crate) const SAMPLE_ROWS: usize = 4096;
 /// Fewer sampled rows than this decide nothing: in a handful of rows even a
 /// country column looks unique.
-const MIN_SAMPLE_ROWS: usize = 1024;
-/// Share of distinct values in the sample above which a column is taken as
-/// unique. A column of 10,000 values sampled 4,096 times shows about 82 %
-/// distinct and keeps its dictionary; ids and timestamps show ~100 %.
-const UNIQUE_SHARE: f64 = 0.95;
+const MIN_SAMPLE_ROWS: usize = 256;
+/// A column taken as unique looks like it holds more distinct values than
+/// this. A dictionary of that many values would outgrow its 1 MiB page
+/// long before a row group ends, unless they average under 26 bytes.
+const UNIQUE_ABOVE: f64 = 40_000.0;
 
 /// `props` for a file whose first rows are `rows`, with dictionary encoding
-/// switched off for the columns whose values are nearly all distinct in the
-/// first 4,096 rows (ids, timestamps, amounts: a dictionary there is hashed
-/// and interned for nothing until the writer falls back to plain pages).
-/// `None` when no column changes, or `rows` has under 1,024 rows.
+/// switched off for the columns whose first rows (up to 4,096) look drawn
+/// from more than 40,000 distinct values: ids, timestamps, amounts. A
+/// dictionary there is hashed and interned for nothing until the writer
+/// falls back to plain pages. `None` when no column changes, or `rows` has
+/// under 256 rows.
 pub fn sampled_properties(
     props: &WriterProperties,
     rows: &RecordBatch,
@@ -104,7 +105,12 @@ fn leaves(path: Vec<String>, array: &ArrayRef, each: &mut impl FnMut(&[String], 
     }
 }
 
-/// Whether nearly every value of `array` is distinct.
+/// Whether `array`'s values look drawn from more than [`UNIQUE_ABOVE`]
+/// distinct values. `n` draws from `k` equally likely values repeat about
+/// `n² / 2k` times, so fewer repeats than `n² / 2·UNIQUE_ABOVE` means a
+/// larger `k`: at 4,096 rows that is 209 repeats (95 % distinct), at 512
+/// rows 3. A column of 10,000 values repeats about 730 times in 4,096 rows
+/// and 13 times in 512, and keeps its dictionary.
 fn looks_unique(array: &ArrayRef) -> bool {
     let Ok(converter) = RowConverter::new(vec![SortField::new(array.data_type().clone())]) else {
         return false;
@@ -113,7 +119,9 @@ fn looks_unique(array: &ArrayRef) -> bool {
         return false;
     };
     let distinct: HashSet<_> = rows.iter().collect();
-    distinct.len() as f64 >= UNIQUE_SHARE * array.len() as f64
+    let n = array.len() as f64;
+    let repeats = n - distinct.len() as f64;
+    repeats <= n * n / (2.0 * UNIQUE_ABOVE)
 }
 
 /// Learns, per column, whether dictionary encoding pays.
@@ -278,14 +286,21 @@ mod tests {
         );
     }
 
+    /// SplitMix64's finaliser: consecutive inputs, scattered outputs.
+    fn mix(i: u64) -> u64 {
+        let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
     /// Rows: a unique id, a country among 3, a model among 10,000, and a
     /// struct holding a unique session and an os among 4.
     fn sample(rows: usize) -> RecordBatch {
         let ids = Int64Array::from_iter_values((0..rows as i64).map(|i| i * 7919));
         let countries = StringArray::from_iter_values((0..rows).map(|i| ["DE", "FR", "US"][i % 3]));
         let models = StringArray::from_iter_values(
-            (0..rows as u64)
-                .map(|i| format!("m{}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 10_000)),
+            (0..rows as u64).map(|i| format!("m{}", mix(i) % 10_000)),
         );
         let device = StructArray::from(vec![
             (
@@ -329,6 +344,13 @@ mod tests {
         assert!(dictionary_enabled(&props, "country"));
         assert!(dictionary_enabled(&props, "model"), "10,000 models repeat");
         assert!(dictionary_enabled(&props, "device.os"));
+        // A first batch of 600 rows (a poll batch spread over 12 partitions)
+        // decides the same.
+        let small = sampled_properties(&base, &sample(600)).expect("unique columns");
+        assert!(!dictionary_enabled(&small, "id"));
+        assert!(!dictionary_enabled(&small, "device.session"));
+        assert!(dictionary_enabled(&small, "model"), "10,000 models repeat");
+        assert!(dictionary_enabled(&small, "country"));
         // Too few rows decide nothing.
         assert!(sampled_properties(&base, &sample(MIN_SAMPLE_ROWS - 1)).is_none());
         // A column already without a dictionary changes nothing.
