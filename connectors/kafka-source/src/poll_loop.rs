@@ -112,8 +112,12 @@ pub(crate) fn run(
                     }
                     // Empty the consumer queue before the fetch queue: a
                     // partition's messages from before it was routed to the
-                    // fetch queue come first.
+                    // fetch queue come first. A partition that could not be
+                    // routed sends its batches on time all the same.
                     idle = false;
+                    if Instant::now() >= deadline {
+                        break;
+                    }
                     continue;
                 }
             }
