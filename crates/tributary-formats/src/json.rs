@@ -29,6 +29,7 @@ use crate::error::FormatError;
 use crate::evolution::TableSchema;
 use crate::schema::load_schema;
 
+mod direct;
 mod evolve;
 #[cfg(test)]
 mod tests;
@@ -551,6 +552,9 @@ struct Plan {
     metadata: Vec<MetadataField>,
     /// A clean decoder kept for the next batch (the largest one seen).
     spare: Option<SizedDecoder>,
+    /// Decodes batches of well-formed records in one pass; `None` when the
+    /// schema has types only arrow-json decodes.
+    direct: Option<direct::DirectDecoder>,
 }
 
 impl Plan {
@@ -607,6 +611,7 @@ impl Plan {
             time_column,
             metadata: settings.metadata.clone(),
             spare: None,
+            direct: None,
         };
         // Build one decoder now, so a schema arrow-json cannot decode fails here.
         let decoder = plan
@@ -616,6 +621,7 @@ impl Plan {
                 message: format!("arrow-json cannot decode this schema: {e}"),
             })?;
         plan.spare = Some(decoder);
+        plan.direct = direct::DirectDecoder::new(plan.payload.clone(), coerce_primitive);
         Ok(plan)
     }
 
@@ -658,6 +664,13 @@ impl Plan {
         idx: &[usize],
         out: &mut Decoded,
     ) -> Result<(), ConvertError> {
+        if let (Some(direct), false) = (&self.direct, idx.is_empty()) {
+            if let Some(batch) = direct.decode(idx.iter().map(|&i| payload(&records[i]))) {
+                out.batches.push(batch);
+                out.rows.extend_from_slice(idx);
+                return Ok(());
+            }
+        }
         let mut start = 0;
         while start < idx.len() {
             let span = &idx[start..];

@@ -1,0 +1,298 @@
+//! The direct decoder against arrow-json: whenever it decodes a batch, the
+//! rows must be arrow-json's rows; and it must decode the common cases.
+
+use arrow::json::reader::ReaderBuilder;
+use arrow::record_batch::RecordBatch;
+
+use super::*;
+use crate::schema::parse_schema;
+
+/// What arrow-json makes of the payloads, fed one at a time as the converter
+/// feeds them; `None` when it refuses any of them.
+fn arrow_rows(schema: &SchemaRef, coerce: bool, payloads: &[&[u8]]) -> Option<RecordBatch> {
+    let mut decoder = ReaderBuilder::new(schema.clone())
+        .with_batch_size(payloads.len().max(1))
+        .with_coerce_primitive(coerce)
+        .build_decoder()
+        .unwrap();
+    for p in payloads {
+        let before = decoder.len();
+        let read = decoder.decode(p).ok()?;
+        if read != p.len() || decoder.has_partial_record() || decoder.len() != before + 1 {
+            return None;
+        }
+    }
+    decoder.flush().ok()?
+}
+
+/// Decodes `payloads` directly; when that succeeds, arrow-json must agree.
+/// Whether the direct decoder took the batch.
+fn agrees(schema: &SchemaRef, coerce: bool, payloads: &[&[u8]]) -> bool {
+    let direct = DirectDecoder::new(schema.clone(), coerce).expect("a supported schema");
+    let Some(rows) = direct.decode(payloads.iter().copied()) else {
+        return false;
+    };
+    let expected = arrow_rows(schema, coerce, payloads).unwrap_or_else(|| {
+        panic!(
+            "decoded directly but arrow-json refuses: {:?}",
+            payloads
+                .iter()
+                .map(|p| String::from_utf8_lossy(p))
+                .collect::<Vec<_>>()
+        )
+    });
+    assert_eq!(
+        rows,
+        expected,
+        "rows differ for {:?}",
+        payloads
+            .iter()
+            .map(|p| String::from_utf8_lossy(p))
+            .collect::<Vec<_>>()
+    );
+    true
+}
+
+fn schema() -> SchemaRef {
+    parse_schema(
+        r#"{"fields": [
+        {"name": "id", "type": "int64", "nullable": false},
+        {"name": "name", "type": "string"},
+        {"name": "small", "type": "int8"},
+        {"name": "count", "type": "int32"},
+        {"name": "big", "type": "uint64"},
+        {"name": "ratio", "type": "float32"},
+        {"name": "amount", "type": "float64"},
+        {"name": "ok", "type": "bool"},
+        {"name": "at", "type": "timestamp[us, UTC]"},
+        {"name": "local", "type": "timestamp[ms]"},
+        {"name": "paris", "type": "timestamp[ns, Europe/Paris]"},
+        {"name": "device", "type": "struct", "fields": [
+          {"name": "os", "type": "string"},
+          {"name": "build", "type": "int64", "nullable": false},
+          {"name": "inner", "type": "struct", "fields": [{"name": "x", "type": "float64"}]}
+        ]}
+    ]}"#,
+        "test",
+    )
+    .unwrap()
+}
+
+/// Records the direct decoder must take, each alone and all together.
+const TAKEN: &[&str] = &[
+    r#"{"id":1,"name":"a","small":-128,"count":2147483647,"big":9223372036854775807,"ratio":0.1,"amount":-0.0,"ok":true,"at":"2026-11-24T06:30:00Z","local":"2026-11-24T06:30:00.123","paris":"2026-11-24T06:30:00.123456789+01:00","device":{"os":"linux","build":7,"inner":{"x":1e3}}}"#,
+    r#"{"id":-9223372036854775808}"#,
+    r#"  {"id" : 2 , "name" : null , "ok" : false , "device" : null }  "#,
+    "{\"id\":3,\"name\":\"tab\there\",\"device\":{\"build\":1}}\n",
+    r#"{"device":{"inner":null,"build":0,"os":"x"},"id":4,"amount":12,"ratio":3.4028235e38}"#,
+    r#"{"id":5,"name":"esc \" \\ \/ \b \f \n \r \t \u00e9 \u20AC \ud83d\ude00 \u0000"}"#,
+    r#"{"id":6,"name":"é ünïcödé 😀","at":1700000000000000,"local":-5,"paris":0}"#,
+    r#"{"id":7,"extra":{"a":[1,2.5e-3,{"b":"\u00e9\n"},[],{}],"c":null},"more":[true,false,null,"x"],"name":"n"}"#,
+    r#"{"id":8,"at":"2026-02-28 23:59:59.999","amount":1.7976931348623157e308,"ratio":-1E-7}"#,
+    r#"{"id":9,"at":"2026-11-24T06:30:00-05:30","count":-0,"small":127,"big":0}"#,
+    r#"{"id":10,"at":"2026-11-24","local":"2026-11-24T06:30:00Z"}"#,
+    r#"{"id":11,"amount":0.30000000000000004,"ratio":16777217,"device":{"build":-1,"inner":{}}}"#,
+];
+
+#[test]
+fn common_records_are_decoded_directly_as_arrow_json_decodes_them() {
+    let schema = schema();
+    for record in TAKEN {
+        assert!(
+            agrees(&schema, false, &[record.as_bytes()]),
+            "not decoded directly: {record}"
+        );
+    }
+    let all: Vec<&[u8]> = TAKEN.iter().map(|r| r.as_bytes()).collect();
+    assert!(agrees(&schema, false, &all));
+}
+
+/// Records arrow-json refuses (or that the direct decoder leaves to it).
+const LEFT: &[&str] = &[
+    r#"{"name":"no id"}"#,
+    r#"{"id":null}"#,
+    r#"{"id":1.5}"#,
+    r#"{"id":1.0}"#,
+    r#"{"id":"1"}"#,
+    r#"{"id":9223372036854775808}"#,
+    r#"{"id":1,"small":128}"#,
+    r#"{"id":1,"big":-1}"#,
+    r#"{"id":1,"big":18446744073709551615}"#,
+    r#"{"id":01}"#,
+    r#"{"id":1.}"#,
+    r#"{"id":-}"#,
+    r#"{"id":1e}"#,
+    r#"{"id":1,"amount":.5}"#,
+    r#"{"id":1,"amount":1.5.5}"#,
+    r#"{"id":1,"amount":"1.5"}"#,
+    r#"{"id":1,"name":5}"#,
+    r#"{"id":1,"name":true}"#,
+    r#"{"id":1,"ok":"true"}"#,
+    r#"{"id":1,"ok":1}"#,
+    r#"{"id":1,"at":"yesterday"}"#,
+    r#"{"id":1,"at":1.5}"#,
+    r#"{"id":1,"name":"bad \x escape"}"#,
+    r#"{"id":1,"name":"lone \ud800 surrogate"}"#,
+    r#"{"id":1,"name":"lone \udc00 low"}"#,
+    r#"{"id":1,"name":"\ud800\u0041"}"#,
+    r#"{"id":1,"name":"short \u12"}"#,
+    r#"{"id":1,"name":"unterminated}"#,
+    r#"{"id":1,"device":{"os":"x"}}"#,
+    r#"{"id":1,"device":{"build":null}}"#,
+    r#"{"id":1,"device":"linux"}"#,
+    r#"{"id":1,"device":{"build":1,"inner":5}}"#,
+    r#"{"id":1,"id":2}"#,
+    r#"{"id":1,}"#,
+    r#"{"id":1 "name":"x"}"#,
+    r#"{"i\u0064":1}"#,
+    r#"{"id":1,"extra":[1,]}"#,
+    r#"{"id":1,"extra":{"a" 1}}"#,
+    r#"{"id":1,"extra":"\q"}"#,
+    r#"{"id":1,"extra":nul}"#,
+    r#"{"id":1,"extra":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
+    r#"{"id":1}{"id":2}"#,
+    r#"{"id":1} x"#,
+    r#"[{"id":1}]"#,
+    r#""id""#,
+    r#"5"#,
+    r#"null"#,
+    "",
+    "   ",
+    r#"{"id":1"#,
+    r#"{"id":1,"name":"x"#,
+];
+
+#[test]
+fn records_arrow_json_refuses_or_reads_loosely_are_left_to_it() {
+    let schema = schema();
+    for record in LEFT {
+        // Alone, and after a good record in the same batch.
+        assert!(
+            !agrees(&schema, false, &[record.as_bytes()]),
+            "decoded directly: {record}"
+        );
+        assert!(!agrees(
+            &schema,
+            false,
+            &[TAKEN[0].as_bytes(), record.as_bytes()]
+        ));
+    }
+    let invalid_utf8: &[u8] = b"{\"id\":1,\"extra\":\"\xff\"}";
+    assert!(!agrees(&schema, false, &[invalid_utf8]));
+}
+
+#[test]
+fn inferred_schemas_take_numbers_and_booleans_as_text_in_string_columns() {
+    let schema = parse_schema(
+        r#"{"fields": [{"name": "v", "type": "string"}, {"name": "n", "type": "int64"}]}"#,
+        "test",
+    )
+    .unwrap();
+    let records: [&[u8]; 5] = [
+        br#"{"v":"text","n":1}"#,
+        br#"{"v":12}"#,
+        br#"{"v":-1.50e+3}"#,
+        br#"{"v":true}"#,
+        br#"{"v":false,"n":null}"#,
+    ];
+    assert!(agrees(&schema, true, &records));
+    // Without coercion a number in a string column is left to arrow-json.
+    assert!(!agrees(&schema, false, &records[1..2]));
+}
+
+#[test]
+fn wide_structs_find_fields_in_any_order() {
+    let fields: Vec<String> = (0..40)
+        .map(|i| format!(r#"{{"name": "f{i}", "type": "int32"}}"#))
+        .collect();
+    let schema = parse_schema(&format!(r#"{{"fields": [{}]}}"#, fields.join(",")), "t").unwrap();
+    let forward: Vec<String> = (0..40).map(|i| format!(r#""f{i}":{i}"#)).collect();
+    let backward: Vec<String> = (0..40).rev().map(|i| format!(r#""f{i}":{i}"#)).collect();
+    let sparse: Vec<String> = (0..40)
+        .step_by(7)
+        .map(|i| format!(r#""f{i}":{i}"#))
+        .collect();
+    let records: Vec<String> = [forward, backward, sparse]
+        .iter()
+        .map(|r| format!("{{{}}}", r.join(",")))
+        .collect();
+    let payloads: Vec<&[u8]> = records.iter().map(|r| r.as_bytes()).collect();
+    assert!(agrees(&schema, false, &payloads));
+}
+
+#[test]
+fn unsupported_column_types_get_no_direct_decoder() {
+    for t in [
+        r#"{"name": "l", "type": "list", "items": {"type": "int64"}}"#,
+        r#"{"name": "d", "type": "decimal(10,2)"}"#,
+        r#"{"name": "d", "type": "date"}"#,
+        r#"{"name": "b", "type": "binary"}"#,
+    ] {
+        let schema = parse_schema(&format!(r#"{{"fields": [{t}]}}"#), "t").unwrap();
+        assert!(DirectDecoder::new(schema, false).is_none(), "{t}");
+    }
+}
+
+/// splitmix64, for repeatable random records.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Bytes a mutation inserts: JSON's own, and some that break it.
+const NOISE: &[&[u8]] = &[
+    b"\"", b"\\", b"{", b"}", b"[", b"]", b":", b",", b" ", b"0", b"1", b"-", b".", b"e", b"+",
+    b"null", b"true", b"u", b"\\u", b"d8", b"\xc3", b"\xff", b"\t", b"a",
+];
+
+#[test]
+fn mutated_records_are_decoded_as_arrow_json_decodes_them_or_left_to_it() {
+    let schema = schema();
+    let mut rng = Rng(0x5EED);
+    let (mut direct, mut left) = (0, 0);
+    for round in 0..20_000 {
+        let mut record = TAKEN[rng.below(TAKEN.len())].as_bytes().to_vec();
+        for _ in 0..1 + rng.below(3) {
+            let at = rng.below(record.len() + 1);
+            match rng.below(3) {
+                0 if at < record.len() => {
+                    record.remove(at);
+                }
+                1 => {
+                    let noise = NOISE[rng.below(NOISE.len())];
+                    record.splice(at..at, noise.iter().copied());
+                }
+                _ => {
+                    let end = (at + 1 + rng.below(8)).min(record.len());
+                    let copy = record[at..end].to_vec();
+                    record.splice(at..at, copy);
+                }
+            }
+        }
+        let batch = [TAKEN[round % TAKEN.len()].as_bytes(), &record];
+        if agrees(&schema, false, &[&record]) {
+            direct += 1;
+            assert!(agrees(&schema, false, &batch));
+        } else {
+            left += 1;
+            assert!(!agrees(&schema, false, &batch));
+        }
+    }
+    // Both outcomes are exercised.
+    eprintln!("direct {direct}, left {left}");
+    assert!(
+        direct > 2_000 && left > 2_000,
+        "direct {direct}, left {left}"
+    );
+}
