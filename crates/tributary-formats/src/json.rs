@@ -46,6 +46,12 @@ const MAX_REASON_BYTES: usize = 512;
 /// log2(n) times.
 const SPLIT_WAYS: usize = 16;
 
+/// How many records of a batch the direct decoder may give up on (each is
+/// then decoded alone by arrow-json) before the rest of the batch goes to
+/// arrow-json in one piece: a topic whose records all need arrow-json (numbers
+/// written as strings) must not be decoded one record at a time.
+const DIRECT_GIVE_UPS: usize = 8;
+
 /// Smallest row capacity a decoder is built with.
 const MIN_DECODER_ROWS: usize = 64;
 
@@ -61,7 +67,18 @@ const UNMASKED_NULLS: &str =
 ///
 /// # How a batch is decoded
 ///
-/// All payloads of a [`SourceBatch`] are fed, one `decode` call each, into a
+/// First by a one-pass decoder that writes each value straight into its
+/// column's Arrow buffers (`json/direct.rs`). It takes only records it is
+/// sure `arrow_json` reads to the same row, and gives up on any other: a
+/// syntax error, a value of another type than its column (a number written
+/// as a string), a missing required field, a repeated or escaped key. Each
+/// record it gives up on is decoded alone by `arrow_json`, as below, which
+/// makes it a row or a reject, and the direct decoder goes on after it; after
+/// 8 such records in a batch, the rest of the batch goes to `arrow_json`.
+/// Schemas with lists, maps, decimals, dates or binary columns are decoded by
+/// `arrow_json` only.
+///
+/// With `arrow_json`, all payloads are fed, one `decode` call each, into a
 /// single `arrow_json` [`Decoder`] that is kept across batches (its tape
 /// buffers keep their capacity), and the rows are built by one `flush`. After
 /// every payload the decoder must hold exactly one more complete value; a
@@ -554,7 +571,7 @@ struct Plan {
     spare: Option<SizedDecoder>,
     /// Decodes batches of well-formed records in one pass; `None` when the
     /// schema has types only arrow-json decodes.
-    direct: Option<direct::DirectDecoder>,
+    direct: Option<Arc<direct::DirectDecoder>>,
 }
 
 impl Plan {
@@ -621,7 +638,8 @@ impl Plan {
                 message: format!("arrow-json cannot decode this schema: {e}"),
             })?;
         plan.spare = Some(decoder);
-        plan.direct = direct::DirectDecoder::new(plan.payload.clone(), coerce_primitive);
+        plan.direct =
+            direct::DirectDecoder::new(plan.payload.clone(), coerce_primitive).map(Arc::new);
         Ok(plan)
     }
 
@@ -657,20 +675,46 @@ impl Plan {
         }
     }
 
-    /// Decodes the records at `idx` (all with a payload, in order).
+    /// Decodes the records at `idx` (all with a payload, in order): with the
+    /// direct decoder, and with arrow-json each record it gives up on; after
+    /// [`DIRECT_GIVE_UPS`] of those, the rest of the batch with arrow-json.
     fn decode(
         &mut self,
         records: &[RawRecord],
         idx: &[usize],
         out: &mut Decoded,
     ) -> Result<(), ConvertError> {
-        if let (Some(direct), false) = (&self.direct, idx.is_empty()) {
-            if let Some(batch) = direct.decode(idx.iter().map(|&i| payload(&records[i]))) {
-                out.batches.push(batch);
-                out.rows.extend_from_slice(idx);
-                return Ok(());
+        let mut start = 0;
+        if let Some(direct) = self.direct.clone() {
+            let payloads: Vec<&[u8]> = idx.iter().map(|&i| payload(&records[i])).collect();
+            let mut give_ups = 0;
+            while start < idx.len() && give_ups < DIRECT_GIVE_UPS {
+                let (rows, decoded) = direct.decode(&payloads[start..]);
+                if let Some(rows) = rows {
+                    out.batches.push(rows);
+                    out.rows.extend_from_slice(&idx[start..start + decoded]);
+                }
+                start += decoded;
+                if start < idx.len() {
+                    give_ups += 1;
+                    self.decode_arrow(records, &idx[start..=start], out)?;
+                    start += 1;
+                }
             }
         }
+        if start < idx.len() {
+            self.decode_arrow(records, &idx[start..], out)?;
+        }
+        Ok(())
+    }
+
+    /// Decodes the records at `idx` (all with a payload, in order) with arrow-json.
+    fn decode_arrow(
+        &mut self,
+        records: &[RawRecord],
+        idx: &[usize],
+        out: &mut Decoded,
+    ) -> Result<(), ConvertError> {
         let mut start = 0;
         while start < idx.len() {
             let span = &idx[start..];

@@ -102,36 +102,53 @@ impl DirectDecoder {
         })
     }
 
-    /// Decodes one row from each payload, in order; `None` when any payload
-    /// is not one this decoder is sure to read as `arrow_json` does.
-    pub(super) fn decode<'a>(
-        &self,
-        payloads: impl ExactSizeIterator<Item = &'a [u8]>,
-    ) -> Option<RecordBatch> {
-        let rows = payloads.len();
-        let mut root = StructColumn::new(&self.root, rows);
+    /// Decodes one row from each payload, in order, up to the first payload
+    /// it is not sure to read as `arrow_json` does. Returns the rows of the
+    /// payloads before that one (`None` when there are none) and how many
+    /// they are: `payloads.len()` when every payload was decoded.
+    pub(super) fn decode(&self, payloads: &[&[u8]]) -> (Option<RecordBatch>, usize) {
+        let mut root = StructColumn::new(&self.root, payloads.len());
         let mut scratch = Vec::new();
+        let mut decoded = 0;
         for payload in payloads {
-            // Invalid UTF-8 anywhere (even in a skipped field) fails in arrow_json.
-            std::str::from_utf8(payload).ok()?;
-            let mut input = Input {
-                bytes: payload,
-                at: 0,
-                coerce_primitive: self.coerce_primitive,
-                scratch: &mut scratch,
-            };
-            input.whitespace();
-            if input.next()? != b'{' {
-                return None;
+            if self.row(&mut root, payload, &mut scratch).is_none() {
+                // Drop what the payload had written so far.
+                root.truncate(decoded);
+                break;
             }
-            root.object(&self.root, &mut input)?;
-            input.whitespace();
-            if input.at != payload.len() {
-                return None;
-            }
+            decoded += 1;
         }
-        let (_, columns, _) = root.finish(&self.root)?.into_parts();
-        RecordBatch::try_new(self.schema.clone(), columns).ok()
+        if decoded == 0 {
+            return (None, 0);
+        }
+        let rows = root.finish(&self.root).and_then(|root| {
+            let (_, columns, _) = root.into_parts();
+            RecordBatch::try_new(self.schema.clone(), columns).ok()
+        });
+        match rows {
+            Some(rows) => (Some(rows), decoded),
+            // Cannot happen with the checks above; arrow_json takes over.
+            None => (None, 0),
+        }
+    }
+
+    /// Decodes one payload into a row of `root`.
+    fn row(&self, root: &mut StructColumn, payload: &[u8], scratch: &mut Vec<u8>) -> Option<()> {
+        // Invalid UTF-8 anywhere (even in a skipped field) fails in arrow_json.
+        std::str::from_utf8(payload).ok()?;
+        let mut input = Input {
+            bytes: payload,
+            at: 0,
+            coerce_primitive: self.coerce_primitive,
+            scratch,
+        };
+        input.whitespace();
+        if input.next()? != b'{' {
+            return None;
+        }
+        root.object(&self.root, &mut input)?;
+        input.whitespace();
+        (input.at == payload.len()).then_some(())
     }
 }
 
@@ -295,6 +312,20 @@ impl StructColumn {
         self.len += 1;
     }
 
+    /// Keeps the first `rows` rows.
+    fn truncate(&mut self, rows: usize) {
+        for child in &mut self.children {
+            child.truncate(rows);
+        }
+        for set_in in &mut self.set_in {
+            if *set_in != usize::MAX && *set_in >= rows {
+                *set_in = usize::MAX;
+            }
+        }
+        self.nulls.truncate(rows);
+        self.len = rows;
+    }
+
     fn finish(mut self, shape: &StructShape) -> Option<StructArray> {
         let columns = self
             .children
@@ -360,6 +391,38 @@ impl Column {
             }
             (Column::Struct(c), Shape::Struct(s)) => c.null(s),
             (Column::Struct(_), _) => unreachable!("a struct column has a struct shape"),
+        }
+    }
+
+    /// Keeps the first `rows` values (the column has `rows` or `rows + 1`).
+    fn truncate(&mut self, rows: usize) {
+        match self {
+            Column::Utf8 {
+                offsets,
+                values,
+                nulls,
+            } => {
+                offsets.truncate(rows + 1);
+                values.truncate(offsets[rows] as usize);
+                nulls.truncate(rows);
+            }
+            Column::Int(v, nulls) | Column::Timestamp(v, nulls) => {
+                v.truncate(rows);
+                nulls.truncate(rows);
+            }
+            Column::Float32(v, nulls) => {
+                v.truncate(rows);
+                nulls.truncate(rows);
+            }
+            Column::Float64(v, nulls) => {
+                v.truncate(rows);
+                nulls.truncate(rows);
+            }
+            Column::Bool(v, nulls) => {
+                v.truncate(rows);
+                nulls.truncate(rows);
+            }
+            Column::Struct(c) => c.truncate(rows),
         }
     }
 

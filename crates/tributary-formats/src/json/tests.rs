@@ -518,6 +518,98 @@ fn many_bad_records_in_a_large_batch_are_all_found() {
     assert_eq!(out.rows.num_rows(), 100);
 }
 
+/// A converter whose schema the direct decoder takes (no decimals or lists).
+fn events(on_error: &str) -> JsonConverter {
+    let schema = parse_schema(
+        r#"{"fields": [
+            {"name": "id", "type": "int64", "nullable": false},
+            {"name": "n", "type": "int32"},
+            {"name": "at", "type": "timestamp[us, UTC]"},
+            {"name": "tags", "type": "struct", "fields": [{"name": "k", "type": "string"}]}
+        ]}"#,
+        "test",
+    )
+    .unwrap();
+    let c = cfg(json!({"timestamp_field": "at", "on_error": on_error, "metadata": ["offset"]}));
+    JsonConverter::with_schema(schema, &c).unwrap()
+}
+
+#[test]
+fn records_the_direct_decoder_gives_up_on_are_decoded_or_rejected_by_arrow_json_in_place() {
+    let mut c = events("dead_letter");
+    let n = 3_000i64;
+    let event = |i: i64| {
+        format!(
+            r#"{{"id":{i},"n":{},"at":"2026-11-24T06:30:00Z","tags":{{"k":"t{i}"}}}}"#,
+            i % 7
+        )
+    };
+    // Bad: rejected by arrow-json too. Loose: arrow-json reads them (a number
+    // written as a string, a trailing comma), the direct decoder does not.
+    let kind = |i: i64| match i {
+        _ if i % 101 == 0 => "bad",
+        _ if i % 211 == 5 => "loose",
+        _ => "good",
+    };
+    let records: Vec<RawRecord> = (0..n)
+        .map(|i| match (kind(i), i % 2) {
+            ("good", _) => text(i, &event(i)),
+            ("loose", 0) => text(i, &event(i).replace(r#""n":"#, r#""n":"7","x":"#)),
+            ("loose", _) => text(i, &event(i).replace("}}", "},}")),
+            (_, 0) => text(i, &event(i).replace(r#""id":"#, r#""id":"x"#)),
+            _ => text(i, &event(i)[..30]),
+        })
+        .collect();
+    let out = convert(&mut c, records);
+    let rows: Vec<i64> = (0..n).filter(|&i| kind(i) != "bad").collect();
+    assert_eq!(offsets(&out), rows);
+    let bad: Vec<i64> = (0..n).filter(|&i| kind(i) == "bad").collect();
+    let rejected: Vec<i64> = out.rejects.iter().map(|r| r.offset).collect();
+    assert_eq!(rejected, bad);
+    assert_eq!(
+        out.rows
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec(),
+        rows
+    );
+    let ns = out.rows.column(1).as_primitive::<Int32Type>();
+    for (row, &i) in rows.iter().enumerate() {
+        let expected = if kind(i) == "loose" && i % 2 == 0 {
+            7
+        } else {
+            (i % 7) as i32
+        };
+        assert_eq!(ns.value(row), expected, "record {i}");
+    }
+    let tags = out.rows.column(3).as_struct().column(0).as_string::<i32>();
+    assert_eq!(
+        tags.value(rows.len() - 1),
+        format!("t{}", rows[rows.len() - 1])
+    );
+
+    // A batch the direct decoder gives up on entirely (every number a string).
+    let loose: Vec<RawRecord> = (0..500)
+        .map(|i| {
+            text(
+                i,
+                &event(i).replace(&format!(r#""id":{i}"#), &format!(r#""id":"{i}""#)),
+            )
+        })
+        .collect();
+    let out = convert(&mut c, loose);
+    assert_eq!(
+        out.rows
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec(),
+        (0..500).collect::<Vec<i64>>()
+    );
+    assert!(out.rejects.is_empty());
+}
+
 #[test]
 fn a_batch_of_only_bad_records_yields_no_rows() {
     let mut c = orders("dead_letter", &["offset"]);
