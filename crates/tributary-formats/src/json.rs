@@ -75,8 +75,7 @@ const UNMASKED_NULLS: &str =
 /// record it gives up on is decoded alone by `arrow_json`, as below, which
 /// makes it a row or a reject, and the direct decoder goes on after it; after
 /// 8 such records in a batch, the rest of the batch goes to `arrow_json`.
-/// Schemas with lists, maps, decimals, dates or binary columns are decoded by
-/// `arrow_json` only.
+/// Schemas with a binary column are decoded by `arrow_json` only.
 ///
 /// With `arrow_json`, all payloads are fed, one `decode` call each, into a
 /// single `arrow_json` [`Decoder`] that is kept across batches (its tape

@@ -7,39 +7,43 @@
 //! the same work in one pass and copies each string once.
 //!
 //! It is an accelerator, not a second definition of JSON decoding: it takes
-//! only input it is sure `arrow_json` reads to the same rows, and gives up on
-//! a batch ([`DirectDecoder::decode`] returns `None`) at anything else — a
-//! syntax error, a value of another type than its column (a string in a
-//! number column, a fraction in an integer column), a missing required
-//! field, a key written twice, an escaped key, a lone surrogate. The
-//! converter then decodes that batch with `arrow_json`, which decides what
-//! is a row and what is a reject, with its own messages. Schemas with types
-//! it does not handle (lists, maps, decimals, dates, binary, ...) get no
+//! only records it is sure `arrow_json` reads to the same row, and gives up
+//! at the first other one — a syntax error, a value of another type than its
+//! column (a string in a number column, a fraction in an integer column), a
+//! missing required field, a key written twice, an escaped key, a lone
+//! surrogate. [`DirectDecoder::decode`] returns the rows before it; the
+//! converter has `arrow_json` decide whether that record is a row or a
+//! reject, with its own messages. Schemas with a column type it does not
+//! handle (binary, maps, large or fixed-size lists, unions, ...) get no
 //! direct decoder at all (see [`DirectDecoder::new`]).
 //!
 //! Values are read as `arrow_json` reads them: numbers with `lexical_core`
 //! (integers only from integer literals, within the column's range),
 //! timestamps from strings with `arrow`'s `string_to_datetime` in the
 //! column's time zone and from integer literals in the column's unit,
-//! booleans from `true` and `false`, and, when `coerce_primitive` is set
-//! (inferred schemas), numbers and booleans into string columns as their
-//! JSON text. Fields the schema does not list are skipped (but must be valid
-//! JSON); missing and `null` fields are nulls.
+//! decimals from strings and numbers with `arrow`'s `parse_decimal`, dates
+//! from strings with `arrow`'s date parser and from integer literals (days),
+//! booleans from `true` and `false`, lists from arrays, structs from objects,
+//! and, when `coerce_primitive` is set (inferred schemas), numbers and
+//! booleans into string columns as their JSON text. Fields the schema does
+//! not list are skipped (but must be valid JSON); missing and `null` fields
+//! are nulls.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::timezone::Tz;
 use arrow::array::{
-    ArrayRef, BooleanArray, BooleanBufferBuilder, NullBufferBuilder, PrimitiveArray, StringArray,
-    StructArray,
+    ArrayRef, BooleanArray, BooleanBufferBuilder, ListArray, NullBufferBuilder, PrimitiveArray,
+    StringArray, StructArray,
 };
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
-use arrow::compute::kernels::cast_utils::string_to_datetime;
+use arrow::compute::kernels::cast_utils::{parse_decimal, string_to_datetime, Parser};
 use arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Field, Fields, Float32Type, Float64Type, Int16Type, Int32Type,
-    Int64Type, Int8Type, SchemaRef, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+    ArrowPrimitiveType, DataType, Date32Type, Decimal128Type, Field, FieldRef, Fields, Float32Type,
+    Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, SchemaRef, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use arrow::record_batch::RecordBatch;
 
@@ -75,7 +79,12 @@ enum Shape {
     Float64,
     Bool,
     Timestamp(TimeUnit, Tz),
+    /// Precision and scale.
+    Decimal128(u8, i8),
+    Date32,
     Struct(StructShape),
+    /// The item field, and its shape.
+    List(FieldRef, Box<Shape>),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -211,7 +220,10 @@ impl Shape {
                 };
                 Some(Shape::Timestamp(*unit, tz))
             }
+            DataType::Decimal128(precision, scale) => Some(Shape::Decimal128(*precision, *scale)),
+            DataType::Date32 => Some(Shape::Date32),
             DataType::Struct(fields) => Some(Shape::Struct(StructShape::new(fields)?)),
+            DataType::List(item) => Some(Shape::List(item.clone(), Box::new(Shape::new(item)?))),
             _ => None,
         }
     }
@@ -229,7 +241,14 @@ enum Column {
     Float64(Vec<f64>, NullBufferBuilder),
     Bool(BooleanBufferBuilder, NullBufferBuilder),
     Timestamp(Vec<i64>, NullBufferBuilder),
+    Decimal128(Vec<i128>, NullBufferBuilder),
+    Date32(Vec<i32>, NullBufferBuilder),
     Struct(StructColumn),
+    List {
+        offsets: Vec<i32>,
+        items: Box<Column>,
+        nulls: NullBufferBuilder,
+    },
 }
 
 struct StructColumn {
@@ -356,7 +375,18 @@ impl Column {
             Shape::Float64 => Column::Float64(Vec::with_capacity(rows), nulls),
             Shape::Bool => Column::Bool(BooleanBufferBuilder::new(rows), nulls),
             Shape::Timestamp(..) => Column::Timestamp(Vec::with_capacity(rows), nulls),
+            Shape::Decimal128(..) => Column::Decimal128(Vec::with_capacity(rows), nulls),
+            Shape::Date32 => Column::Date32(Vec::with_capacity(rows), nulls),
             Shape::Struct(s) => Column::Struct(StructColumn::new(s, rows)),
+            Shape::List(_, item) => {
+                let mut offsets = Vec::with_capacity(rows + 1);
+                offsets.push(0);
+                Column::List {
+                    offsets,
+                    items: Box::new(Column::new(item, rows)),
+                    nulls,
+                }
+            }
         }
     }
 
@@ -389,12 +419,24 @@ impl Column {
                 v.append(false);
                 nulls.append_null();
             }
+            (Column::Decimal128(v, nulls), _) => {
+                v.push(0);
+                nulls.append_null();
+            }
+            (Column::Date32(v, nulls), _) => {
+                v.push(0);
+                nulls.append_null();
+            }
+            (Column::List { offsets, nulls, .. }, _) => {
+                offsets.push(offsets[offsets.len() - 1]);
+                nulls.append_null();
+            }
             (Column::Struct(c), Shape::Struct(s)) => c.null(s),
             (Column::Struct(_), _) => unreachable!("a struct column has a struct shape"),
         }
     }
 
-    /// Keeps the first `rows` values (the column has `rows` or `rows + 1`).
+    /// Keeps the first `rows` values.
     fn truncate(&mut self, rows: usize) {
         match self {
             Column::Utf8 {
@@ -420,6 +462,23 @@ impl Column {
             }
             Column::Bool(v, nulls) => {
                 v.truncate(rows);
+                nulls.truncate(rows);
+            }
+            Column::Decimal128(v, nulls) => {
+                v.truncate(rows);
+                nulls.truncate(rows);
+            }
+            Column::Date32(v, nulls) => {
+                v.truncate(rows);
+                nulls.truncate(rows);
+            }
+            Column::List {
+                offsets,
+                items,
+                nulls,
+            } => {
+                offsets.truncate(rows + 1);
+                items.truncate(offsets[rows] as usize);
                 nulls.truncate(rows);
             }
             Column::Struct(c) => c.truncate(rows),
@@ -504,23 +563,15 @@ impl Column {
             }
             (Column::Timestamp(v, nulls), Shape::Timestamp(unit, tz)) => {
                 let value = match first {
-                    b'"' => {
-                        input.at += 1;
-                        let mut text = std::mem::take(input.scratch);
-                        text.clear();
-                        let parsed = input.string(&mut text).and_then(|()| {
-                            let date = string_to_datetime(tz, std::str::from_utf8(&text).ok()?);
-                            let date = date.ok()?;
-                            match unit {
-                                TimeUnit::Second => Some(date.timestamp()),
-                                TimeUnit::Millisecond => Some(date.timestamp_millis()),
-                                TimeUnit::Microsecond => Some(date.timestamp_micros()),
-                                TimeUnit::Nanosecond => date.timestamp_nanos_opt(),
-                            }
-                        });
-                        *input.scratch = text;
-                        parsed?
-                    }
+                    b'"' => input.with_string(|text| {
+                        let date = string_to_datetime(tz, text).ok()?;
+                        match unit {
+                            TimeUnit::Second => Some(date.timestamp()),
+                            TimeUnit::Millisecond => Some(date.timestamp_millis()),
+                            TimeUnit::Microsecond => Some(date.timestamp_micros()),
+                            TimeUnit::Nanosecond => date.timestamp_nanos_opt(),
+                        }
+                    })?,
                     _ => {
                         let (number, integer) = input.number()?;
                         if !integer {
@@ -532,11 +583,68 @@ impl Column {
                 v.push(value);
                 nulls.append_non_null();
             }
+            (Column::Decimal128(v, nulls), Shape::Decimal128(precision, scale)) => {
+                // arrow_json parses a JSON string or number's text alike.
+                let value = match first {
+                    b'"' => input.with_string(|text| {
+                        parse_decimal::<Decimal128Type>(text, *precision, *scale).ok()
+                    })?,
+                    _ => {
+                        let (number, _) = input.number()?;
+                        let text = std::str::from_utf8(number).ok()?;
+                        parse_decimal::<Decimal128Type>(text, *precision, *scale).ok()?
+                    }
+                };
+                v.push(value);
+                nulls.append_non_null();
+            }
+            (Column::Date32(v, nulls), _) => {
+                let value = match first {
+                    b'"' => input.with_string(Date32Type::parse)?,
+                    _ => {
+                        let (number, integer) = input.number()?;
+                        if !integer {
+                            return None;
+                        }
+                        lexical_core::parse::<i32>(number).ok()?
+                    }
+                };
+                v.push(value);
+                nulls.append_non_null();
+            }
             (Column::Struct(c), Shape::Struct(s)) => {
                 if input.next()? != b'{' {
                     return None;
                 }
                 c.object(s, input)?;
+            }
+            (
+                Column::List {
+                    offsets,
+                    items,
+                    nulls,
+                },
+                Shape::List(item_field, item),
+            ) => {
+                if input.next()? != b'[' {
+                    return None;
+                }
+                let mut len = offsets[offsets.len() - 1];
+                input.whitespace();
+                if !input.eat(b']') {
+                    loop {
+                        items.value(item, item_field.is_nullable(), input)?;
+                        len = len.checked_add(1)?;
+                        input.whitespace();
+                        match input.next()? {
+                            b',' => input.whitespace(),
+                            b']' => break,
+                            _ => return None,
+                        }
+                    }
+                }
+                offsets.push(len);
+                nulls.append_non_null();
             }
             _ => return None,
         }
@@ -604,7 +712,29 @@ impl Column {
                     ),
                 }
             }
+            (Column::Decimal128(v, mut nulls), Shape::Decimal128(precision, scale)) => Arc::new(
+                PrimitiveArray::<Decimal128Type>::new(v.into(), nulls.finish())
+                    .with_precision_and_scale(*precision, *scale)
+                    .ok()?,
+            ),
+            (Column::Date32(v, mut nulls), _) => {
+                Arc::new(PrimitiveArray::<Date32Type>::new(v.into(), nulls.finish()))
+            }
             (Column::Struct(c), Shape::Struct(s)) => Arc::new(c.finish(s)?),
+            (
+                Column::List {
+                    offsets,
+                    items,
+                    mut nulls,
+                },
+                Shape::List(item_field, item),
+            ) => {
+                let values = items.finish(item, item_field)?;
+                let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+                Arc::new(
+                    ListArray::try_new(item_field.clone(), offsets, values, nulls.finish()).ok()?,
+                )
+            }
             _ => return None,
         })
     }
@@ -817,6 +947,19 @@ impl<'a> Input<'a> {
             }
             _ => None,
         }
+    }
+
+    /// Reads a string (the input is at its opening quote) and gives its
+    /// unescaped text to `parse`.
+    fn with_string<T>(&mut self, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+        self.at += 1;
+        let mut text = std::mem::take(self.scratch);
+        text.clear();
+        let parsed = self
+            .string(&mut text)
+            .and_then(|()| parse(std::str::from_utf8(&text).ok()?));
+        *self.scratch = text;
+        parsed
     }
 
     /// Skips a string whose quote was just read, checking its escapes.

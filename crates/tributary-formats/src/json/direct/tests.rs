@@ -222,15 +222,93 @@ fn wide_structs_find_fields_in_any_order() {
 }
 
 #[test]
-fn unsupported_column_types_get_no_direct_decoder() {
+fn binary_columns_get_no_direct_decoder() {
     for t in [
-        r#"{"name": "l", "type": "list", "items": {"type": "int64"}}"#,
-        r#"{"name": "d", "type": "decimal(10,2)"}"#,
-        r#"{"name": "d", "type": "date"}"#,
         r#"{"name": "b", "type": "binary"}"#,
+        r#"{"name": "l", "type": "list", "items": {"type": "binary"}}"#,
+        r#"{"name": "s", "type": "struct", "fields": [{"name": "b", "type": "binary"}]}"#,
     ] {
         let schema = parse_schema(&format!(r#"{{"fields": [{t}]}}"#), "t").unwrap();
         assert!(DirectDecoder::new(schema, false).is_none(), "{t}");
+    }
+}
+
+/// Decimals, dates and lists (of strings, of structs, of lists, of required items).
+fn nested_schema() -> SchemaRef {
+    parse_schema(
+        r#"{"fields": [
+        {"name": "amount", "type": "decimal(12,2)"},
+        {"name": "day", "type": "date"},
+        {"name": "tags", "type": "list", "items": {"type": "string"}},
+        {"name": "items", "type": "list", "items": {"type": "struct", "fields": [
+          {"name": "sku", "type": "string", "nullable": false},
+          {"name": "qty", "type": "int32"}
+        ]}},
+        {"name": "matrix", "type": "list", "items": {"type": "list", "items": {"type": "int64"}}},
+        {"name": "strict", "type": "list", "nullable": false,
+         "items": {"type": "float64", "nullable": false}}
+    ]}"#,
+        "test",
+    )
+    .unwrap()
+}
+
+const NESTED_TAKEN: &[&str] = &[
+    r#"{"amount":"12.34","day":"2026-11-24","tags":["a","b"],"items":[{"sku":"x","qty":1},{"sku":"y"}],"matrix":[[1,2],[],[3]],"strict":[1.5,2]}"#,
+    r#"{"amount":12.3,"day":20000,"tags":[],"items":null,"matrix":null,"strict":[]}"#,
+    r#"{"amount":"-0.01","tags":[null,"c\u00e9"],"items":[],"strict":[0]}"#,
+    r#"{"amount":null,"day":null,"tags":null,"strict":[ 1 , 2 ],"matrix":[[null],null,[]]}"#,
+    r#"{"strict":[],"items":[{"qty":null,"sku":"z","extra":[1,{"a":[]}]}],"day":-1,"amount":7}"#,
+];
+
+/// Records arrow-json refuses (or that the direct decoder leaves to it).
+const NESTED_LEFT: &[&str] = &[
+    r#"{"strict":[],"amount":"abc"}"#,
+    r#"{"strict":[],"amount":true}"#,
+    r#"{"strict":[],"amount":"12345678901.5"}"#,
+    r#"{"strict":[],"day":"2026-13-01"}"#,
+    r#"{"strict":[],"day":1.5}"#,
+    r#"{"strict":[],"tags":"a"}"#,
+    r#"{"strict":[],"tags":[1]}"#,
+    r#"{"strict":[],"tags":["a",]}"#,
+    r#"{"strict":[],"tags":["a" "b"]}"#,
+    r#"{"strict":[],"items":[{"qty":1}]}"#,
+    r#"{"strict":[],"items":[{"sku":"x","qty":"1"}]}"#,
+    r#"{"strict":[],"items":[5]}"#,
+    r#"{"strict":[],"matrix":[[1],2]}"#,
+    r#"{"strict":[null]}"#,
+    r#"{"strict":null}"#,
+    r#"{"tags":[]}"#,
+];
+
+#[test]
+fn decimals_dates_and_lists_are_decoded_directly_as_arrow_json_decodes_them() {
+    let schema = nested_schema();
+    for record in NESTED_TAKEN {
+        assert!(
+            agrees(&schema, false, &[record.as_bytes()]),
+            "not decoded directly: {record}"
+        );
+    }
+    let all: Vec<&[u8]> = NESTED_TAKEN.iter().map(|r| r.as_bytes()).collect();
+    assert!(agrees(&schema, false, &all));
+    for record in NESTED_LEFT {
+        let batch = [
+            NESTED_TAKEN[0].as_bytes(),
+            record.as_bytes(),
+            NESTED_TAKEN[1].as_bytes(),
+        ];
+        assert_eq!(decoded(&schema, false, &batch), 1, "{record}");
+    }
+    // Whichever way these go, arrow-json must agree with what was decoded.
+    for record in [
+        r#"{"strict":[],"amount":"12.345"}"#,
+        r#"{"strict":[],"amount":1e2}"#,
+        r#"{"strict":[],"amount":" 1.5"}"#,
+        r#"{"strict":[],"day":"2026-11-24T10:00:00"}"#,
+        r#"{"strict":[],"day":"20261124"}"#,
+    ] {
+        decoded(&schema, false, &[record.as_bytes()]);
     }
 }
 
@@ -257,13 +335,14 @@ const NOISE: &[&[u8]] = &[
     b"null", b"true", b"u", b"\\u", b"d8", b"\xc3", b"\xff", b"\t", b"a",
 ];
 
-#[test]
-fn mutated_records_are_decoded_as_arrow_json_decodes_them_or_left_to_it() {
-    let schema = schema();
+/// Mutates records of `taken` at random: whenever the direct decoder takes
+/// one, arrow-json must read it to the same row; whenever it gives up, it
+/// keeps the rows before it. Returns how many were taken and left.
+fn mutate(schema: &SchemaRef, taken: &[&str], rounds: usize) -> (usize, usize) {
     let mut rng = Rng(0x5EED);
     let (mut direct, mut left) = (0, 0);
-    for round in 0..20_000 {
-        let mut record = TAKEN[rng.below(TAKEN.len())].as_bytes().to_vec();
+    for round in 0..rounds {
+        let mut record = taken[rng.below(taken.len())].as_bytes().to_vec();
         for _ in 0..1 + rng.below(3) {
             let at = rng.below(record.len() + 1);
             match rng.below(3) {
@@ -282,22 +361,32 @@ fn mutated_records_are_decoded_as_arrow_json_decodes_them_or_left_to_it() {
             }
         }
         let batch = [
-            TAKEN[round % TAKEN.len()].as_bytes(),
+            taken[round % taken.len()].as_bytes(),
             &record,
-            TAKEN[0].as_bytes(),
+            taken[0].as_bytes(),
         ];
-        if agrees(&schema, false, &[&record]) {
+        if agrees(schema, false, &[&record]) {
             direct += 1;
-            assert!(agrees(&schema, false, &batch));
+            assert!(agrees(schema, false, &batch));
         } else {
             left += 1;
-            assert_eq!(decoded(&schema, false, &batch), 1);
+            assert_eq!(decoded(schema, false, &batch), 1);
         }
     }
+    (direct, left)
+}
+
+#[test]
+fn mutated_records_are_decoded_as_arrow_json_decodes_them_or_left_to_it() {
+    let (direct, left) = mutate(&schema(), TAKEN, 20_000);
     // Both outcomes are exercised.
-    eprintln!("direct {direct}, left {left}");
     assert!(
         direct > 2_000 && left > 2_000,
+        "direct {direct}, left {left}"
+    );
+    let (direct, left) = mutate(&nested_schema(), NESTED_TAKEN, 10_000);
+    assert!(
+        direct > 1_000 && left > 1_000,
         "direct {direct}, left {left}"
     );
 }
