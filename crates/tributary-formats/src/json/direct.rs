@@ -564,13 +564,14 @@ impl Column {
             (Column::Timestamp(v, nulls), Shape::Timestamp(unit, tz)) => {
                 let value = match first {
                     b'"' => input.with_string(|text| {
-                        let date = string_to_datetime(tz, text).ok()?;
-                        match unit {
-                            TimeUnit::Second => Some(date.timestamp()),
-                            TimeUnit::Millisecond => Some(date.timestamp_millis()),
-                            TimeUnit::Microsecond => Some(date.timestamp_micros()),
-                            TimeUnit::Nanosecond => date.timestamp_nanos_opt(),
-                        }
+                        let (secs, nanos) = match utc_rfc3339(text.as_bytes()) {
+                            Some(instant) => instant,
+                            None => {
+                                let date = string_to_datetime(tz, text).ok()?;
+                                (date.timestamp(), date.timestamp_subsec_nanos())
+                            }
+                        };
+                        in_unit(secs, nanos, *unit)
                     })?,
                     _ => {
                         let (number, integer) = input.number()?;
@@ -737,6 +738,64 @@ impl Column {
             }
             _ => return None,
         })
+    }
+}
+
+/// The instant of `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (1 to 9 fraction
+/// digits, a valid date and time of day) as seconds since the epoch and
+/// nanoseconds; `None` for any other text, which `string_to_datetime` then
+/// reads. The common case of `string_to_datetime`, without its general parser.
+fn utc_rfc3339(text: &[u8]) -> Option<(i64, u32)> {
+    let digits = |range: std::ops::Range<usize>| {
+        text.get(range)?.iter().try_fold(0u32, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+        })
+    };
+    let punctuation = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if text.len() < 20
+        || text.last() != Some(&b'Z')
+        || punctuation.iter().any(|&(i, c)| text[i] != c)
+    {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    let nanos = match text.len() - 20 {
+        0 => 0,
+        n @ 2..=10 if text[19] == b'.' => digits(20..19 + n)? * 10u32.pow(10 - n as u32),
+        _ => return None,
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
+    if year == 0 || day == 0 || day > month_days || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant).
+    let (y, m) = (i64::from(year) - i64::from(month <= 2), i64::from(month));
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
+    Some((secs, nanos))
+}
+
+/// An instant in a timestamp column's unit, as chrono's `timestamp_*`
+/// methods give it (`None` when nanoseconds overflow 64 bits).
+fn in_unit(secs: i64, nanos: u32, unit: TimeUnit) -> Option<i64> {
+    let nanos = i64::from(nanos);
+    match unit {
+        TimeUnit::Second => Some(secs),
+        TimeUnit::Millisecond => Some(secs * 1_000 + nanos / 1_000_000),
+        TimeUnit::Microsecond => Some(secs * 1_000_000 + nanos / 1_000),
+        TimeUnit::Nanosecond => secs.checked_mul(1_000_000_000)?.checked_add(nanos),
     }
 }
 

@@ -312,6 +312,73 @@ fn decimals_dates_and_lists_are_decoded_directly_as_arrow_json_decodes_them() {
     }
 }
 
+#[test]
+fn timestamp_strings_are_read_as_string_to_datetime_reads_them() {
+    let units = ["s", "ms", "us, UTC", "ns, Europe/Paris", "us, +05:30"];
+    let schemas: Vec<SchemaRef> = units
+        .iter()
+        .map(|u| {
+            let field = format!(r#"{{"name": "t", "type": "timestamp[{u}]"}}"#);
+            parse_schema(&format!(r#"{{"fields": [{field}]}}"#), "t").unwrap()
+        })
+        .collect();
+    let taken = [
+        "2026-11-24T06:30:00Z",
+        "2026-11-24T06:30:00.1Z",
+        "2026-11-24T06:30:00.123456789Z",
+        "1970-01-01T00:00:00Z",
+        "1969-12-31T23:59:59.999999999Z",
+        "1900-03-01T00:00:00.5Z",
+        "2000-02-29T12:00:00Z",
+        "2024-02-29T23:59:59.000001Z",
+        "2026-11-24T06:30:00+01:00",
+        "2026-11-24 06:30:00",
+        "2026-11-24",
+    ];
+    for text in taken {
+        let record = format!(r#"{{"t":"{text}"}}"#);
+        for schema in &schemas {
+            assert!(agrees(schema, false, &[record.as_bytes()]), "{text}");
+        }
+    }
+    // Whichever way these go, arrow-json agrees with what is decoded.
+    let others = [
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999999Z",
+        "2023-02-29T00:00:00Z",
+        "1900-02-29T00:00:00Z",
+        "2026-11-31T00:00:00Z",
+        "2026-00-10T00:00:00Z",
+        "2026-11-24T24:00:00Z",
+        "2026-11-24T23:60:00Z",
+        "2026-11-24T23:59:60Z",
+        "2026-11-24T23:59:59.Z",
+        "2026-11-24T23:59:59.1234567891Z",
+        "2026-11-24t06:30:00z",
+        "2026-11-24T06:30Z",
+        "+2026-11-24T06:30:00Z",
+        "2026-1-24T06:30:00Z",
+    ];
+    let mut rng = Rng(7);
+    let mut mutated = Vec::new();
+    for _ in 0..3_000 {
+        let mut text = taken[rng.below(3)].as_bytes().to_vec();
+        let at = rng.below(text.len());
+        text[at] = b"0123456789-:.TZ "[rng.below(16)];
+        mutated.push(String::from_utf8(text).unwrap());
+    }
+    for text in others
+        .iter()
+        .copied()
+        .chain(mutated.iter().map(String::as_str))
+    {
+        let record = format!(r#"{{"t":"{text}"}}"#);
+        for schema in &schemas {
+            decoded(schema, false, &[record.as_bytes()]);
+        }
+    }
+}
+
 /// splitmix64, for repeatable random records.
 struct Rng(u64);
 
