@@ -16,7 +16,7 @@ const OWNED: [&str; 5] = [
 ];
 
 /// Defaults that the passthrough map may override.
-const OVERRIDABLE_DEFAULTS: [(&str, &str); 3] = [
+const OVERRIDABLE_DEFAULTS: [(&str, &str); 4] = [
     // End-of-partition events carry no information the runtime uses (the
     // poll thread ignores them if a user turns them on).
     ("enable.partition.eof", "false"),
@@ -27,6 +27,15 @@ const OVERRIDABLE_DEFAULTS: [(&str, &str); 3] = [
     // The poll thread stops polling while the pipeline applies backpressure
     // or while a rebalance waits for the runtime's answer; be generous.
     ("max.poll.interval.ms", "300000"),
+    // librdkafka stops fetching a partition whose prefetch queue is over
+    // `queued.min.messages` / `queued.max.messages.kbytes` and, by default,
+    // looks again only after 1 s. A pipeline catching up on a backlog fills
+    // the queue whenever it pauses briefly (landing a file), then drains it
+    // in far less than a second and waits: with a Tansu broker and a
+    // preloaded backlog, W1 over 12 partitions spent half its poll thread
+    // waiting on an empty queue. The queue bounds still hold; only the
+    // re-check is sooner.
+    ("fetch.queue.backoff.ms", "10"),
 ];
 
 /// Builds the consumer properties: owned keys, overridable defaults, then
@@ -112,6 +121,7 @@ mod tests {
             Some("range,roundrobin")
         );
         assert_eq!(c.get("max.poll.interval.ms"), Some("300000"));
+        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("10"));
     }
 
     #[test]
