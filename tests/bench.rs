@@ -32,6 +32,7 @@ fn bench_reports_every_measurement_of_every_workload() {
     assert!(out.status.success(), "bench failed:\n{stdout}\n{stderr}");
 
     let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["broker"], "mock", "the default broker");
     let rows = report["rows"].as_array().unwrap();
     for w in ["w1", "w3", "w4"] {
         for m in ["B0", "B1", "E2E", "B2"] {
@@ -84,4 +85,64 @@ fn bench_reports_every_measurement_of_every_workload() {
         .count();
     // 12 measurements, 3 ratio rows, 1 steady row.
     assert_eq!(data_lines, 12 + 3 + 1, "{markdown}");
+}
+
+/// `--broker tansu`: drain topics preloaded into a Tansu broker process, then
+/// consumed by B0, E2E and B2. Opt-in: runs when `TRIBUTARY_TANSU` names a
+/// tansu binary (`cargo install tansu --locked --features dynostore,libsql`
+/// takes about 12 minutes, so CI does not build it).
+#[test]
+fn bench_drains_a_preloaded_tansu_broker() {
+    let Some(tansu) = std::env::var_os("TRIBUTARY_TANSU") else {
+        eprintln!("skipping: set TRIBUTARY_TANSU to a tansu binary to run this test");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let out = Command::new(bin_path("tributary"))
+        .args(["bench", "--broker", "tansu", "--tansu"])
+        .arg(&tansu)
+        .args([
+            "--workloads",
+            "w1",
+            "--partitions",
+            "3",
+            "--records",
+            "20000",
+        ])
+        .args(["--steady-secs", "2", "--memory-budget", "64MiB"])
+        .arg("--python")
+        .arg(python())
+        .arg("--work-dir")
+        .arg(dir.path().join("work"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed:\n{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("preloaded 20000 records"),
+        "drain topics are preloaded:\n{stderr}"
+    );
+    assert!(stdout.contains("Broker: Tansu"), "{stdout}");
+
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["broker"], "tansu");
+    for m in ["B0", "B1", "E2E", "B2"] {
+        let row = report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["measurement"] == m)
+            .unwrap_or_else(|| panic!("no {m} row in {report:#}"));
+        assert_eq!(row["records"], 20000, "{row}");
+        let rate = row["records_per_s"].as_f64().unwrap();
+        assert!(rate.is_finite() && rate > 0.0, "{row}");
+    }
+    assert!(
+        report["steady"][0]["p99_ms"].as_f64().is_some(),
+        "{report:#}"
+    );
 }

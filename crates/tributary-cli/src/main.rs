@@ -122,7 +122,8 @@ enum Command {
     },
     /// Measure throughput, CPU and memory against a consume-only client, the codec alone and a Python script.
     ///
-    /// On an in-process Kafka (librdkafka's mock cluster), per workload and
+    /// On librdkafka's mock cluster in this process (or, with `--broker
+    /// tansu`, a preloaded Tansu broker), per workload and
     /// partition count: B0 drains the topic with Tributary's client settings
     /// doing nothing else, B1 runs JSON → Arrow → Parquet in memory, E2E runs
     /// the real pipeline to Parquet on local disk with offsets committed, and

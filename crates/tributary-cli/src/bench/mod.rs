@@ -11,16 +11,23 @@
 //! * **B2** — `b2_confluent_pyarrow.py`: confluent-kafka + `json.loads` +
 //!   pyarrow + `pq.write_table`.
 //!
-//! The broker is librdkafka's mock cluster, in this process, a fresh one per
-//! measurement. It keeps at most
-//! 5 MiB per partition, so nothing is preloaded: for each measurement a
-//! producer here writes the records into a fresh topic while the measured
-//! child consumes it, staying a bounded window ahead of the child's progress
-//! (`progress` lines). Each measurement runs in its own child process
-//! (`tributary bench-run`, see [`measure`]), so its CPU time and peak RSS
-//! exclude the broker and the producer. The broker shares the machine: when
-//! it is the bottleneck, the ratios flatter every contender alike, while CPU
-//! seconds per GB do not depend on it.
+//! The broker (`--broker`) is a fresh one per measurement:
+//!
+//! * `mock` (the default): librdkafka's mock cluster, in this process. It
+//!   keeps at most 5 MiB per partition, so nothing is preloaded: a producer
+//!   here writes the records into a fresh topic while the measured child
+//!   consumes it, staying a bounded window ahead of the child's progress
+//!   (`progress` lines).
+//! * `tansu`: a [Tansu](https://github.com/tansu-io/tansu) broker process
+//!   with in-memory storage. Drain-mode topics are preloaded before the
+//!   measured child starts, so the producer does not share the machine with
+//!   the measurement; only the broker serving fetches does.
+//!
+//! Each measurement runs in its own child process (`tributary bench-run`,
+//! see [`measure`]), so its CPU time and peak RSS exclude the broker and the
+//! producer. The broker shares the machine: when it is the bottleneck, the
+//! ratios flatter every contender alike, while CPU seconds per GB do not
+//! depend on it.
 //!
 //! Steady mode (`--steady-secs`) produces at half E2E's drain rate and reports
 //! the latency from a record's produce time to the moment its range landed.
@@ -37,7 +44,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use clap::Args;
+use clap::{Args, ValueEnum};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
@@ -89,6 +98,15 @@ pub struct BenchArgs {
     /// Skip B2.
     #[arg(long)]
     pub no_b2: bool,
+    /// The broker: `mock` (librdkafka's mock cluster in this process; records
+    /// are produced while the measured process consumes) or `tansu` (a Tansu
+    /// broker process with in-memory storage; drain-mode topics are preloaded
+    /// before the measured process starts).
+    #[arg(long, value_enum, default_value = "mock")]
+    pub broker: BrokerKind,
+    /// The Tansu binary, for `--broker tansu`.
+    #[arg(long, default_value = "tansu")]
+    pub tansu: PathBuf,
     /// Scratch directory for the lakes (emptied per measurement).
     #[arg(long, default_value = "target/bench")]
     pub work_dir: PathBuf,
@@ -98,6 +116,16 @@ pub struct BenchArgs {
     /// Write the report as a Markdown table here (it is printed either way).
     #[arg(long)]
     pub markdown: Option<PathBuf>,
+}
+
+/// Which broker the measurements consume from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerKind {
+    /// librdkafka's mock cluster, in the bench process; produced while consumed.
+    Mock,
+    /// A Tansu broker process with in-memory storage; preloaded.
+    Tansu,
 }
 
 /// One measured row of the report.
@@ -166,6 +194,8 @@ pub struct Steady {
 pub struct Report {
     /// Machine description.
     pub machine: String,
+    /// The broker the measurements consumed from.
+    pub broker: BrokerKind,
     /// `worker.memory_budget` of the E2E runs, MiB.
     pub memory_budget_mib: f64,
     /// Measurements.
@@ -229,6 +259,7 @@ fn run_all(args: &BenchArgs) -> anyhow::Result<Report> {
 
     let mut report = Report {
         machine: machine(),
+        broker: args.broker,
         memory_budget_mib: args.memory_budget.0 as f64 / f64::from(1 << 20),
         rows: Vec::new(),
         ratios: Vec::new(),
@@ -256,6 +287,8 @@ fn run_all(args: &BenchArgs) -> anyhow::Result<Report> {
                 records,
                 record_bytes,
                 budget: args.memory_budget,
+                broker: args.broker,
+                tansu: &args.tansu,
             };
             let mut rows: HashMap<&'static str, Row> = HashMap::new();
             let mut measurements: Vec<&'static str> = vec!["B1", "B0", "E2E"];
@@ -339,16 +372,87 @@ struct Ctx<'a> {
     records: u64,
     record_bytes: f64,
     budget: ByteSize,
+    broker: BrokerKind,
+    tansu: &'a Path,
 }
 
 /// Longest the producer waits for the consumer's progress before giving up.
 const STALL: Duration = Duration::from_secs(120);
 
-/// An in-process mock broker, alive while held.
-type Broker = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+/// A broker, alive while held (and stopped when dropped).
+enum Broker {
+    Mock {
+        _cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    },
+    Tansu {
+        _process: Tansu,
+    },
+}
+
+/// A Tansu broker process, stopped when dropped.
+struct Tansu {
+    child: std::process::Child,
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Tansu {
+    /// Starts `exe` with in-memory storage on a free port of 127.0.0.1 and
+    /// waits until it accepts connections. Its output goes to `log`.
+    fn start(exe: &Path, dir: &Path, log: &Path) -> anyhow::Result<(Self, String)> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .context("cannot find a free port for tansu")?
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let out = std::fs::File::create(log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
+        let child = Command::new(exe)
+            .args(["broker", "--storage-engine", "memory://tansu/"])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot start {} (install it with `cargo install tansu --locked \
+                     --features dynostore,libsql`, or name it with --tansu)",
+                    exe.display()
+                )
+            })?;
+        let mut tansu = Tansu { child };
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let started = Instant::now();
+        while std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+            if let Some(status) = tansu.child.try_wait()? {
+                bail!(
+                    "tansu exited ({status}) before accepting connections; see {}",
+                    log.display()
+                );
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!(
+                    "tansu did not accept connections within 30 s; see {}",
+                    log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok((tansu, format!("127.0.0.1:{port}")))
+    }
+}
 
 /// How the producer is paced.
 enum Pace {
+    /// All records, before the measured process starts.
+    Preload,
     /// Stay at most this many records ahead of the consumer's progress.
     Window(u64),
     /// This many records per second, recording each record's produce time.
@@ -400,12 +504,32 @@ impl Ctx<'_> {
     /// A fresh broker with `topic`: a mock cluster keeps every earlier
     /// topic's retained records, and its fetches slow down as they pile up.
     fn broker(&self, topic: &str) -> anyhow::Result<(Broker, String)> {
+        if self.broker == BrokerKind::Tansu {
+            let dir = self.work.join(format!("{topic}.tansu"));
+            std::fs::create_dir_all(&dir)?;
+            let (tansu, bootstrap) = Tansu::start(
+                self.tansu,
+                &dir,
+                &self.work.join(format!("{topic}.tansu.log")),
+            )?;
+            create_topic(&bootstrap, topic, self.partitions)?;
+            return Ok((Broker::Tansu { _process: tansu }, bootstrap));
+        }
         let cluster = MockCluster::new(1).context("cannot start the mock Kafka cluster")?;
         cluster
             .create_topic(topic, self.partitions, 1)
             .with_context(|| format!("cannot create topic {topic}"))?;
         let bootstrap = cluster.bootstrap_servers();
-        Ok((cluster, bootstrap))
+        Ok((Broker::Mock { _cluster: cluster }, bootstrap))
+    }
+
+    /// How drain-mode records are produced: ahead of the consumer by a
+    /// window on the mock broker, all of them beforehand on Tansu.
+    fn drain_pace(&self) -> Pace {
+        match self.broker {
+            BrokerKind::Mock => Pace::Window(self.window()),
+            BrokerKind::Tansu => Pace::Preload,
+        }
     }
 
     fn child(
@@ -453,7 +577,7 @@ impl Ctx<'_> {
         let pace = match (kind, steady) {
             (Kind::B1, _) => None,
             (_, Some((rate, _))) => Some(Pace::Rate(rate)),
-            _ => Some(Pace::Window(self.window())),
+            _ => Some(self.drain_pace()),
         };
         self.drive(cmd, topic, bootstrap, records, pace)
     }
@@ -484,7 +608,7 @@ impl Ctx<'_> {
             topic,
             &bootstrap,
             self.records,
-            Some(Pace::Window(self.window())),
+            Some(self.drain_pace()),
         )
         .map(|f| f.outcome)
     }
@@ -500,12 +624,20 @@ impl Ctx<'_> {
         records: u64,
         pace: Option<Pace>,
     ) -> anyhow::Result<Finished> {
+        let heard = Arc::new(Heard::default());
+        if let Some(Pace::Preload) = pace {
+            let started = Instant::now();
+            self.produce(topic, bootstrap, records, Pace::Preload, &heard)?;
+            eprintln!(
+                "bench:   preloaded {records} records in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+        }
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("cannot start {cmd:?}"))?;
-        let heard = Arc::new(Heard::default());
         let stdout = child.stdout.take().context("child has no stdout")?;
         let reader = {
             let heard = heard.clone();
@@ -543,6 +675,7 @@ impl Ctx<'_> {
             })
         };
         let produced = match pace {
+            None | Some(Pace::Preload) => Vec::new(),
             Some(pace) => match self.produce(topic, bootstrap, records, pace, &heard) {
                 Ok(times) => times,
                 Err(e) => {
@@ -551,7 +684,6 @@ impl Ctx<'_> {
                     return Err(e);
                 }
             },
-            None => Vec::new(),
         };
         // Generous: a child that cannot finish must not hang the run forever.
         let limit = Duration::from_secs(600) + Duration::from_micros(records * 200);
@@ -606,7 +738,7 @@ impl Ctx<'_> {
         // partitions crawl (B0 at 30,000 records/s). Steady mode keeps a
         // short linger, which counts in its latency.
         let linger_ms = match pace {
-            Pace::Window(_) => "50",
+            Pace::Window(_) | Pace::Preload => "50",
             Pace::Rate(_) => "5",
         };
         let producer: BaseProducer = ClientConfig::new()
@@ -635,9 +767,11 @@ impl Ctx<'_> {
         let window = match pace {
             Pace::Window(w) => w,
             Pace::Rate(_) => self.window(),
+            Pace::Preload => u64::MAX,
         };
         for seq in 0..records {
             match pace {
+                Pace::Preload => {}
                 Pace::Window(_) => {
                     let waiting = Instant::now();
                     while seq.saturating_sub(heard.progress.load(Ordering::Acquire)) > window {
@@ -755,6 +889,26 @@ impl Ctx<'_> {
     }
 }
 
+/// Creates `topic` with `partitions` partitions (one replica) on the broker at
+/// `bootstrap`.
+fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .context("cannot create the bench admin client")?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = tokio::runtime::Handle::current()
+        .block_on(admin.create_topics([&new], &options))
+        .with_context(|| format!("cannot create topic {topic}"))?;
+    for result in results {
+        if let Err((name, code)) = result {
+            bail!("cannot create topic {name}: {code}");
+        }
+    }
+    Ok(())
+}
+
 fn unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -821,8 +975,12 @@ fn machine() -> String {
 /// The report as Markdown.
 pub fn markdown(r: &Report) -> String {
     let mut s = String::new();
+    let broker = match r.broker {
+        BrokerKind::Mock => "librdkafka's mock cluster (produced while consumed)",
+        BrokerKind::Tansu => "Tansu, in-memory (drain topics preloaded)",
+    };
     s.push_str(&format!(
-        "Machine: {}. E2E memory budget: {:.0} MiB.\n\n",
+        "Machine: {}. Broker: {broker}. E2E memory budget: {:.0} MiB.\n\n",
         r.machine, r.memory_budget_mib
     ));
     s.push_str("| workload | partitions | measurement | records | B/record | records/s | MB/s | CPU-s/GB | peak RSS MiB |\n");
