@@ -40,9 +40,9 @@ use arrow::array::{
 use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::compute::kernels::cast_utils::{parse_decimal, string_to_datetime, Parser};
 use arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Date32Type, Decimal128Type, Field, FieldRef, Fields, Float32Type,
-    Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, SchemaRef, TimeUnit,
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    ArrowNativeType, ArrowPrimitiveType, DataType, Date32Type, Decimal128Type, Field, FieldRef,
+    Fields, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, SchemaRef,
+    TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
     TimestampSecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
 };
 use arrow::record_batch::RecordBatch;
@@ -236,19 +236,53 @@ enum Column {
         values: Vec<u8>,
         nulls: NullBufferBuilder,
     },
-    Int(Vec<i64>, NullBufferBuilder),
-    Float32(Vec<f32>, NullBufferBuilder),
-    Float64(Vec<f64>, NullBufferBuilder),
+    Int(Values<i64>),
+    Float32(Values<f32>),
+    Float64(Values<f64>),
     Bool(BooleanBufferBuilder, NullBufferBuilder),
-    Timestamp(Vec<i64>, NullBufferBuilder),
-    Decimal128(Vec<i128>, NullBufferBuilder),
-    Date32(Vec<i32>, NullBufferBuilder),
+    Timestamp(Values<i64>),
+    Decimal128(Values<i128>),
+    Date32(Values<i32>),
     Struct(StructColumn),
     List {
         offsets: Vec<i32>,
         items: Box<Column>,
         nulls: NullBufferBuilder,
     },
+}
+
+/// The values of a primitive column, with their nulls.
+struct Values<T> {
+    values: Vec<T>,
+    nulls: NullBufferBuilder,
+}
+
+impl<T: ArrowNativeType> Values<T> {
+    fn new(rows: usize) -> Self {
+        Self {
+            values: Vec::with_capacity(rows),
+            nulls: NullBufferBuilder::new(rows),
+        }
+    }
+
+    fn push(&mut self, value: T) {
+        self.values.push(value);
+        self.nulls.append_non_null();
+    }
+
+    fn null(&mut self) {
+        self.values.push(T::default());
+        self.nulls.append_null();
+    }
+
+    fn truncate(&mut self, rows: usize) {
+        self.values.truncate(rows);
+        self.nulls.truncate(rows);
+    }
+
+    fn array<P: ArrowPrimitiveType<Native = T>>(mut self) -> PrimitiveArray<P> {
+        PrimitiveArray::new(self.values.into(), self.nulls.finish())
+    }
 }
 
 struct StructColumn {
@@ -370,13 +404,13 @@ impl Column {
                     nulls,
                 }
             }
-            Shape::Int(..) => Column::Int(Vec::with_capacity(rows), nulls),
-            Shape::Float32 => Column::Float32(Vec::with_capacity(rows), nulls),
-            Shape::Float64 => Column::Float64(Vec::with_capacity(rows), nulls),
+            Shape::Int(..) => Column::Int(Values::new(rows)),
+            Shape::Float32 => Column::Float32(Values::new(rows)),
+            Shape::Float64 => Column::Float64(Values::new(rows)),
             Shape::Bool => Column::Bool(BooleanBufferBuilder::new(rows), nulls),
-            Shape::Timestamp(..) => Column::Timestamp(Vec::with_capacity(rows), nulls),
-            Shape::Decimal128(..) => Column::Decimal128(Vec::with_capacity(rows), nulls),
-            Shape::Date32 => Column::Date32(Vec::with_capacity(rows), nulls),
+            Shape::Timestamp(..) => Column::Timestamp(Values::new(rows)),
+            Shape::Decimal128(..) => Column::Decimal128(Values::new(rows)),
+            Shape::Date32 => Column::Date32(Values::new(rows)),
             Shape::Struct(s) => Column::Struct(StructColumn::new(s, rows)),
             Shape::List(_, item) => {
                 let mut offsets = Vec::with_capacity(rows + 1);
@@ -403,28 +437,13 @@ impl Column {
                 offsets.push(values.len() as i32);
                 nulls.append_null();
             }
-            (Column::Int(v, nulls), _) | (Column::Timestamp(v, nulls), _) => {
-                v.push(0);
-                nulls.append_null();
-            }
-            (Column::Float32(v, nulls), _) => {
-                v.push(0.0);
-                nulls.append_null();
-            }
-            (Column::Float64(v, nulls), _) => {
-                v.push(0.0);
-                nulls.append_null();
-            }
+            (Column::Int(v), _) | (Column::Timestamp(v), _) => v.null(),
+            (Column::Float32(v), _) => v.null(),
+            (Column::Float64(v), _) => v.null(),
+            (Column::Decimal128(v), _) => v.null(),
+            (Column::Date32(v), _) => v.null(),
             (Column::Bool(v, nulls), _) => {
                 v.append(false);
-                nulls.append_null();
-            }
-            (Column::Decimal128(v, nulls), _) => {
-                v.push(0);
-                nulls.append_null();
-            }
-            (Column::Date32(v, nulls), _) => {
-                v.push(0);
                 nulls.append_null();
             }
             (Column::List { offsets, nulls, .. }, _) => {
@@ -448,27 +467,12 @@ impl Column {
                 values.truncate(offsets[rows] as usize);
                 nulls.truncate(rows);
             }
-            Column::Int(v, nulls) | Column::Timestamp(v, nulls) => {
-                v.truncate(rows);
-                nulls.truncate(rows);
-            }
-            Column::Float32(v, nulls) => {
-                v.truncate(rows);
-                nulls.truncate(rows);
-            }
-            Column::Float64(v, nulls) => {
-                v.truncate(rows);
-                nulls.truncate(rows);
-            }
+            Column::Int(v) | Column::Timestamp(v) => v.truncate(rows),
+            Column::Float32(v) => v.truncate(rows),
+            Column::Float64(v) => v.truncate(rows),
+            Column::Decimal128(v) => v.truncate(rows),
+            Column::Date32(v) => v.truncate(rows),
             Column::Bool(v, nulls) => {
-                v.truncate(rows);
-                nulls.truncate(rows);
-            }
-            Column::Decimal128(v, nulls) => {
-                v.truncate(rows);
-                nulls.truncate(rows);
-            }
-            Column::Date32(v, nulls) => {
                 v.truncate(rows);
                 nulls.truncate(rows);
             }
@@ -525,7 +529,7 @@ impl Column {
                 offsets.push(i32::try_from(values.len()).ok()?);
                 nulls.append_non_null();
             }
-            (Column::Int(v, nulls), Shape::Int(_, min, max)) => {
+            (Column::Int(v), Shape::Int(_, min, max)) => {
                 let (number, integer) = input.number()?;
                 if !integer {
                     return None;
@@ -535,17 +539,14 @@ impl Column {
                     return None;
                 }
                 v.push(n);
-                nulls.append_non_null();
             }
-            (Column::Float32(v, nulls), _) => {
+            (Column::Float32(v), _) => {
                 let (number, _) = input.number()?;
                 v.push(lexical_core::parse::<f32>(number).ok()?);
-                nulls.append_non_null();
             }
-            (Column::Float64(v, nulls), _) => {
+            (Column::Float64(v), _) => {
                 let (number, _) = input.number()?;
                 v.push(lexical_core::parse::<f64>(number).ok()?);
-                nulls.append_non_null();
             }
             (Column::Bool(v, nulls), _) => {
                 match first {
@@ -561,7 +562,7 @@ impl Column {
                 }
                 nulls.append_non_null();
             }
-            (Column::Timestamp(v, nulls), Shape::Timestamp(unit, tz)) => {
+            (Column::Timestamp(v), Shape::Timestamp(unit, tz)) => {
                 let value = match first {
                     b'"' => input.with_string(|text| {
                         let (secs, nanos) = match utc_rfc3339(text.as_bytes()) {
@@ -582,9 +583,8 @@ impl Column {
                     }
                 };
                 v.push(value);
-                nulls.append_non_null();
             }
-            (Column::Decimal128(v, nulls), Shape::Decimal128(precision, scale)) => {
+            (Column::Decimal128(v), Shape::Decimal128(precision, scale)) => {
                 // arrow_json parses a JSON string or number's text alike.
                 let value = match first {
                     b'"' => input.with_string(|text| {
@@ -597,9 +597,8 @@ impl Column {
                     }
                 };
                 v.push(value);
-                nulls.append_non_null();
             }
-            (Column::Date32(v, nulls), _) => {
+            (Column::Date32(v), _) => {
                 let value = match first {
                     b'"' => input.with_string(Date32Type::parse)?,
                     _ => {
@@ -611,7 +610,6 @@ impl Column {
                     }
                 };
                 v.push(value);
-                nulls.append_non_null();
             }
             (Column::Struct(c), Shape::Struct(s)) => {
                 if input.next()? != b'{' {
@@ -668,59 +666,48 @@ impl Column {
                     StringArray::try_new(offsets, Buffer::from_vec(values), nulls.finish()).ok()?,
                 )
             }
-            (Column::Int(v, mut nulls), Shape::Int(t, ..)) => {
-                let nulls = nulls.finish();
-                match t {
-                    IntType::I8 => narrow::<Int8Type>(v, nulls),
-                    IntType::I16 => narrow::<Int16Type>(v, nulls),
-                    IntType::I32 => narrow::<Int32Type>(v, nulls),
-                    IntType::I64 => Arc::new(PrimitiveArray::<Int64Type>::new(v.into(), nulls)),
-                    IntType::U8 => narrow::<UInt8Type>(v, nulls),
-                    IntType::U16 => narrow::<UInt16Type>(v, nulls),
-                    IntType::U32 => narrow::<UInt32Type>(v, nulls),
-                    IntType::U64 => narrow::<UInt64Type>(v, nulls),
-                }
-            }
-            (Column::Float32(v, mut nulls), _) => {
-                Arc::new(PrimitiveArray::<Float32Type>::new(v.into(), nulls.finish()))
-            }
-            (Column::Float64(v, mut nulls), _) => {
-                Arc::new(PrimitiveArray::<Float64Type>::new(v.into(), nulls.finish()))
-            }
+            (Column::Int(v), Shape::Int(t, ..)) => match t {
+                IntType::I8 => narrow::<Int8Type>(v),
+                IntType::I16 => narrow::<Int16Type>(v),
+                IntType::I32 => narrow::<Int32Type>(v),
+                IntType::I64 => Arc::new(v.array::<Int64Type>()),
+                IntType::U8 => narrow::<UInt8Type>(v),
+                IntType::U16 => narrow::<UInt16Type>(v),
+                IntType::U32 => narrow::<UInt32Type>(v),
+                IntType::U64 => narrow::<UInt64Type>(v),
+            },
+            (Column::Float32(v), _) => Arc::new(v.array::<Float32Type>()),
+            (Column::Float64(v), _) => Arc::new(v.array::<Float64Type>()),
             (Column::Bool(mut v, mut nulls), _) => {
                 Arc::new(BooleanArray::new(v.finish(), nulls.finish()))
             }
-            (Column::Timestamp(v, mut nulls), Shape::Timestamp(unit, _)) => {
-                let nulls = nulls.finish();
+            (Column::Timestamp(v), Shape::Timestamp(unit, _)) => {
                 // `with_data_type` carries the column's time zone.
                 let data_type = field.data_type().clone();
                 match unit {
-                    TimeUnit::Second => Arc::new(
-                        PrimitiveArray::<TimestampSecondType>::new(v.into(), nulls)
-                            .with_data_type(data_type),
-                    ),
+                    TimeUnit::Second => {
+                        Arc::new(v.array::<TimestampSecondType>().with_data_type(data_type))
+                    }
                     TimeUnit::Millisecond => Arc::new(
-                        PrimitiveArray::<TimestampMillisecondType>::new(v.into(), nulls)
+                        v.array::<TimestampMillisecondType>()
                             .with_data_type(data_type),
                     ),
                     TimeUnit::Microsecond => Arc::new(
-                        PrimitiveArray::<TimestampMicrosecondType>::new(v.into(), nulls)
+                        v.array::<TimestampMicrosecondType>()
                             .with_data_type(data_type),
                     ),
                     TimeUnit::Nanosecond => Arc::new(
-                        PrimitiveArray::<TimestampNanosecondType>::new(v.into(), nulls)
+                        v.array::<TimestampNanosecondType>()
                             .with_data_type(data_type),
                     ),
                 }
             }
-            (Column::Decimal128(v, mut nulls), Shape::Decimal128(precision, scale)) => Arc::new(
-                PrimitiveArray::<Decimal128Type>::new(v.into(), nulls.finish())
+            (Column::Decimal128(v), Shape::Decimal128(precision, scale)) => Arc::new(
+                v.array::<Decimal128Type>()
                     .with_precision_and_scale(*precision, *scale)
                     .ok()?,
             ),
-            (Column::Date32(v, mut nulls), _) => {
-                Arc::new(PrimitiveArray::<Date32Type>::new(v.into(), nulls.finish()))
-            }
+            (Column::Date32(v), _) => Arc::new(v.array::<Date32Type>()),
             (Column::Struct(c), Shape::Struct(s)) => Arc::new(c.finish(s)?),
             (
                 Column::List {
@@ -800,18 +787,16 @@ fn in_unit(secs: i64, nanos: u32, unit: TimeUnit) -> Option<i64> {
 }
 
 /// An integer column from values already checked to be in its range.
-fn narrow<T: ArrowPrimitiveType>(
-    values: Vec<i64>,
-    nulls: Option<arrow::buffer::NullBuffer>,
-) -> ArrayRef
+fn narrow<T: ArrowPrimitiveType>(values: Values<i64>) -> ArrayRef
 where
-    T::Native: TryFrom<i64> + Default,
+    T::Native: TryFrom<i64>,
 {
+    let Values { values, mut nulls } = values;
     let values: Vec<T::Native> = values
         .into_iter()
         .map(|v| T::Native::try_from(v).unwrap_or_default())
         .collect();
-    Arc::new(PrimitiveArray::<T>::new(values.into(), nulls))
+    Arc::new(PrimitiveArray::<T>::new(values.into(), nulls.finish()))
 }
 
 /// A payload being read.
