@@ -48,6 +48,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tributary_core::SplitMix64;
 use tributary_e2e::{write_config, LakeCounter, Progress, Target, Worker};
 use tributary_testkit::{bin_path, read_lake, try_wait_for, workspace_root, MockKafka, RecordKind};
 
@@ -85,24 +86,6 @@ const ZOMBIE_TAKEOVER: Duration = Duration::from_secs(12);
 const CYCLE_SLICE: Duration = Duration::from_secs(10);
 /// Time for everything produced to land once the chaos stops.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// splitmix64: a seeded sequence, so a run's choices can be replayed.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n`.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| {
@@ -287,7 +270,8 @@ fn chaos(target: Target<'_>, dir: &Path) {
         target.url(),
         dir.display()
     );
-    let mut rng = SplitMix64(seed);
+    // A seeded sequence, so a run's choices can be replayed.
+    let mut rng = SplitMix64::new(seed);
 
     let kafka = MockKafka::start_with_brokers(BROKERS as i32, &[(TOPIC, PARTITIONS)]);
     let config = write_config(dir, kafka.bootstrap(), TOPIC, GROUP, &target);

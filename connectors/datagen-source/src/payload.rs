@@ -5,6 +5,8 @@
 //! process, so a test can regenerate what a producer sent and a reader can
 //! check ids without keeping a copy.
 
+use tributary_core::SplitMix64;
+
 /// Event time of sequence number 0: `2026-01-01T00:00:00Z`, in milliseconds
 /// since the Unix epoch. Record `seq` is stamped close to `BASE_TIME_MS + seq`.
 pub const BASE_TIME_MS: i64 = 1_767_225_600_000;
@@ -47,28 +49,9 @@ const STATUSES: [&str; 10] = [
     "cancelled",
 ];
 
-/// splitmix64: a tiny, fast, well-mixed PRNG (Steele, Lea & Flood 2014).
-#[derive(Clone, Debug)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// The generator for one record: distinct `seq` give distinct streams for a seed.
-    fn for_record(seq: u64, seed: u64) -> Self {
-        SplitMix64(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ seq)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`); the modulo bias is irrelevant here.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
+/// The generator for one record: distinct `seq` give distinct streams for a seed.
+fn record_rng(seq: u64, seed: u64) -> SplitMix64 {
+    SplitMix64::new(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ seq)
 }
 
 /// The `order_id` of sequence number `seq`: the sequence number itself.
@@ -84,7 +67,7 @@ pub const fn order_id(seq: u64) -> i64 {
 ///
 /// One million orders span about 17 minutes, ten million about 2.8 hours.
 pub fn order_event_time_ms(seq: u64, seed: u64) -> i64 {
-    let mut rng = SplitMix64::for_record(seq, seed);
+    let mut rng = record_rng(seq, seed);
     event_time(seq, &mut rng)
 }
 
@@ -110,7 +93,7 @@ fn event_time(seq: u64, rng: &mut SplitMix64) -> i64 {
 /// milliseconds (= [`order_event_time_ms`]), `shipping` struct
 /// `{city, country, express: bool}`, `items` list of 1–3 `{sku: string, qty: int32}`.
 pub fn order_json(seq: u64, seed: u64, out: &mut Vec<u8>) {
-    let mut rng = SplitMix64::for_record(seq, seed);
+    let mut rng = record_rng(seq, seed);
     // Draw order is part of the format: event time first (see order_event_time_ms).
     let event_ms = event_time(seq, &mut rng);
     let customer = rng.below(1_000_000);
@@ -167,7 +150,7 @@ pub fn small_event_time_ms(seq: u64) -> i64 {
 /// `id` is `seq`, `ts` is [`small_event_time_ms`]`(seq)`. Meant for tests that
 /// must stay under the mock broker's per-partition cap (5 MiB).
 pub fn small_json(seq: u64, out: &mut Vec<u8>) {
-    let mut rng = SplitMix64::for_record(seq, 0x5EED_5A11);
+    let mut rng = record_rng(seq, 0x5EED_5A11);
     out.extend_from_slice(b"{\"id\":");
     push_u64(out, seq);
     out.extend_from_slice(b",\"user\":\"u");
@@ -277,7 +260,7 @@ mod tests {
 
     #[test]
     fn timestamps_match_chrono() {
-        let mut rng = SplitMix64(7);
+        let mut rng = SplitMix64::new(7);
         let mut cases: Vec<i64> = vec![0, BASE_TIME_MS, 951_782_400_000, 4_102_444_799_999];
         cases.extend((0..10_000).map(|_| rng.below(253_402_300_799_999) as i64));
         for ms in cases {

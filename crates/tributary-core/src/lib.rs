@@ -23,6 +23,7 @@
 mod dead_letter;
 mod error;
 mod model;
+mod rng;
 mod traits;
 
 pub use dead_letter::{
@@ -33,4 +34,5 @@ pub use model::{
     Header, Landed, LandedFile, RawRecord, Reject, RowBatch, SourceBatch, TopicPartition,
     METADATA_COLUMNS,
 };
+pub use rng::SplitMix64;
 pub use traits::{AssignAck, Converter, ResumeAt, RevokeAck, Sink, Source, SourceEvent};

@@ -11,6 +11,7 @@
 use std::io::Write;
 
 use clap::ValueEnum;
+use tributary_core::SplitMix64;
 
 /// Event time of record 0 (2026-01-01T00:00:00Z), in milliseconds; record
 /// `seq` happens `seq` milliseconds later.
@@ -66,7 +67,7 @@ impl Workload {
 
     /// Appends record `seq` to `out` (one JSON object, no newline).
     pub fn record(self, seq: u64, out: &mut Vec<u8>) {
-        let mut rng = SplitMix64(seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED);
+        let mut rng = SplitMix64::new(seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED);
         let ts = BASE_TIME_MS + seq as i64;
         // Writing into a Vec cannot fail.
         let _ = match self {
@@ -144,23 +145,6 @@ const W3_SCHEMA: &str = r#"{"fields": [
     {"name": "kind", "type": "string"},
     {"name": "ts", "type": "timestamp[us, UTC]", "nullable": false}
 ]}"#;
-
-/// splitmix64 (Steele, Lea & Flood 2014).
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
 
 /// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 struct Rfc3339(i64);

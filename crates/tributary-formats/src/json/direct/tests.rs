@@ -4,6 +4,8 @@
 use arrow::json::reader::ReaderBuilder;
 use arrow::record_batch::RecordBatch;
 
+use tributary_core::SplitMix64;
+
 use super::*;
 use crate::schema::parse_schema;
 
@@ -359,7 +361,7 @@ fn timestamp_strings_are_read_as_string_to_datetime_reads_them() {
         "+2026-11-24T06:30:00Z",
         "2026-1-24T06:30:00Z",
     ];
-    let mut rng = Rng(7);
+    let mut rng = Rng(SplitMix64::new(7));
     let mut mutated = Vec::new();
     for _ in 0..3_000 {
         let mut text = taken[rng.below(3)].as_bytes().to_vec();
@@ -379,20 +381,12 @@ fn timestamp_strings_are_read_as_string_to_datetime_reads_them() {
     }
 }
 
-/// splitmix64, for repeatable random records.
-struct Rng(u64);
+/// Repeatable random choices.
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        self.0.below(n as u64) as usize
     }
 }
 
@@ -406,7 +400,7 @@ const NOISE: &[&[u8]] = &[
 /// one, arrow-json must read it to the same row; whenever it gives up, it
 /// keeps the rows before it. Returns how many were taken and left.
 fn mutate(schema: &SchemaRef, taken: &[&str], rounds: usize) -> (usize, usize) {
-    let mut rng = Rng(0x5EED);
+    let mut rng = Rng(SplitMix64::new(0x5EED));
     let (mut direct, mut left) = (0, 0);
     for round in 0..rounds {
         let mut record = taken[rng.below(taken.len())].as_bytes().to_vec();
