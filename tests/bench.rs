@@ -3,35 +3,55 @@
 //! Markdown output). It checks that the figures exist and are sane, never
 //! how fast anything is.
 
+use std::ffi::OsStr;
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 use tributary_testkit::{bin_path, python};
 
-#[test]
-fn bench_reports_every_measurement_of_every_workload() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("report.json");
-    let md = dir.path().join("report.md");
+/// Runs `tributary bench ARGS` with 2 s of steady mode, a 64 MiB budget,
+/// the venv's Python and a scratch directory in `dir`; asserts it succeeded.
+/// Returns its stdout, its stderr and the JSON report.
+fn bench(dir: &Path, args: &[&OsStr]) -> (String, String, Value) {
+    let json = dir.join("report.json");
     let out = Command::new(bin_path("tributary"))
-        .args(["bench", "--workloads", "w1,w3,w4", "--partitions", "2"])
-        .args(["--records", "3000", "--records-small-large", "1500"])
+        .arg("bench")
+        .args(args)
         .args(["--steady-secs", "2", "--memory-budget", "64MiB"])
         .arg("--python")
         .arg(python())
         .arg("--work-dir")
-        .arg(dir.path().join("work"))
+        .arg(dir.join("work"))
         .arg("--json")
         .arg(&json)
-        .arg("--markdown")
-        .arg(&md)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "bench failed:\n{stdout}\n{stderr}");
+    let report = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    (stdout, stderr, report)
+}
 
-    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+#[test]
+fn bench_reports_every_measurement_of_every_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("report.md");
+    let args = [
+        "--workloads",
+        "w1,w3,w4",
+        "--partitions",
+        "2",
+        "--records",
+        "3000",
+        "--records-small-large",
+        "1500",
+        "--markdown",
+    ];
+    let mut args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    args.push(md.as_os_str());
+    let (stdout, _, report) = bench(dir.path(), &args);
     assert_eq!(report["broker"], "mock", "the default broker");
     let rows = report["rows"].as_array().unwrap();
     for w in ["w1", "w3", "w4"] {
@@ -98,37 +118,24 @@ fn bench_drains_a_preloaded_tansu_broker() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("report.json");
-    let out = Command::new(bin_path("tributary"))
-        .args(["bench", "--broker", "tansu", "--tansu"])
-        .arg(&tansu)
-        .args([
-            "--workloads",
-            "w1",
-            "--partitions",
-            "3",
-            "--records",
-            "20000",
-        ])
-        .args(["--steady-secs", "2", "--memory-budget", "64MiB"])
-        .arg("--python")
-        .arg(python())
-        .arg("--work-dir")
-        .arg(dir.path().join("work"))
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench failed:\n{stdout}\n{stderr}");
+    let args = [
+        "--broker",
+        "tansu",
+        "--workloads",
+        "w1",
+        "--partitions",
+        "3",
+    ];
+    let mut args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    args.extend([OsStr::new("--records"), OsStr::new("20000")]);
+    args.extend([OsStr::new("--tansu"), tansu.as_os_str()]);
+    let (stdout, stderr, report) = bench(dir.path(), &args);
     assert!(
         stderr.contains("preloaded 20000 records"),
         "drain topics are preloaded:\n{stderr}"
     );
     assert!(stdout.contains("Broker: Tansu"), "{stdout}");
 
-    let report: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["broker"], "tansu");
     for m in ["B0", "B1", "E2E", "B2"] {
         let row = report["rows"]

@@ -231,11 +231,7 @@ impl Shape {
 
 /// The values of one column of the batch being decoded.
 enum Column {
-    Utf8 {
-        offsets: Vec<i32>,
-        values: Vec<u8>,
-        nulls: NullBufferBuilder,
-    },
+    Utf8(Strings),
     Int(Values<i64>),
     Float32(Values<f32>),
     Float64(Values<f64>),
@@ -249,6 +245,51 @@ enum Column {
         items: Box<Column>,
         nulls: NullBufferBuilder,
     },
+}
+
+/// The values of a string column: their bytes end to end, where each ends,
+/// and their nulls.
+struct Strings {
+    offsets: Vec<i32>,
+    values: Vec<u8>,
+    nulls: NullBufferBuilder,
+}
+
+impl Strings {
+    fn new(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Self {
+            offsets,
+            values: Vec::with_capacity(rows * 8),
+            nulls: NullBufferBuilder::new(rows),
+        }
+    }
+
+    /// Ends the value whose bytes were appended to `values`; `None` past
+    /// 2 GiB of values (i32 offsets).
+    fn end_value(&mut self) -> Option<()> {
+        self.offsets.push(i32::try_from(self.values.len()).ok()?);
+        self.nulls.append_non_null();
+        Some(())
+    }
+
+    fn null(&mut self) {
+        self.offsets.push(self.offsets[self.offsets.len() - 1]);
+        self.nulls.append_null();
+    }
+
+    fn truncate(&mut self, rows: usize) {
+        self.offsets.truncate(rows + 1);
+        self.values.truncate(self.offsets[rows] as usize);
+        self.nulls.truncate(rows);
+    }
+
+    fn array(mut self) -> Option<StringArray> {
+        // Validates the offsets and the UTF-8 of every value.
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(self.offsets));
+        StringArray::try_new(offsets, Buffer::from_vec(self.values), self.nulls.finish()).ok()
+    }
 }
 
 /// The values of a primitive column, with their nulls.
@@ -395,15 +436,7 @@ impl Column {
     fn new(shape: &Shape, rows: usize) -> Self {
         let nulls = NullBufferBuilder::new(rows);
         match shape {
-            Shape::Utf8 => {
-                let mut offsets = Vec::with_capacity(rows + 1);
-                offsets.push(0);
-                Column::Utf8 {
-                    offsets,
-                    values: Vec::with_capacity(rows * 8),
-                    nulls,
-                }
-            }
+            Shape::Utf8 => Column::Utf8(Strings::new(rows)),
             Shape::Int(..) => Column::Int(Values::new(rows)),
             Shape::Float32 => Column::Float32(Values::new(rows)),
             Shape::Float64 => Column::Float64(Values::new(rows)),
@@ -426,17 +459,7 @@ impl Column {
 
     fn null(&mut self, shape: &Shape) {
         match (self, shape) {
-            (
-                Column::Utf8 {
-                    offsets,
-                    values,
-                    nulls,
-                },
-                _,
-            ) => {
-                offsets.push(values.len() as i32);
-                nulls.append_null();
-            }
+            (Column::Utf8(v), _) => v.null(),
             (Column::Int(v), _) | (Column::Timestamp(v), _) => v.null(),
             (Column::Float32(v), _) => v.null(),
             (Column::Float64(v), _) => v.null(),
@@ -458,15 +481,7 @@ impl Column {
     /// Keeps the first `rows` values.
     fn truncate(&mut self, rows: usize) {
         match self {
-            Column::Utf8 {
-                offsets,
-                values,
-                nulls,
-            } => {
-                offsets.truncate(rows + 1);
-                values.truncate(offsets[rows] as usize);
-                nulls.truncate(rows);
-            }
+            Column::Utf8(v) => v.truncate(rows),
             Column::Int(v) | Column::Timestamp(v) => v.truncate(rows),
             Column::Float32(v) => v.truncate(rows),
             Column::Float64(v) => v.truncate(rows),
@@ -502,32 +517,24 @@ impl Column {
             return Some(());
         }
         match (self, shape) {
-            (
-                Column::Utf8 {
-                    offsets,
-                    values,
-                    nulls,
-                },
-                _,
-            ) => {
+            (Column::Utf8(v), _) => {
                 match first {
                     b'"' => {
                         input.at += 1;
-                        input.string(values)?;
+                        input.string(&mut v.values)?;
                     }
                     b't' | b'f' if input.coerce_primitive => {
                         let text: &[u8] = if first == b't' { b"true" } else { b"false" };
                         input.literal(text)?;
-                        values.extend_from_slice(text);
+                        v.values.extend_from_slice(text);
                     }
                     b'-' | b'0'..=b'9' if input.coerce_primitive => {
                         let (number, _) = input.number()?;
-                        values.extend_from_slice(number);
+                        v.values.extend_from_slice(number);
                     }
                     _ => return None,
                 }
-                offsets.push(i32::try_from(values.len()).ok()?);
-                nulls.append_non_null();
+                v.end_value()?;
             }
             (Column::Int(v), Shape::Int(_, min, max)) => {
                 let (number, integer) = input.number()?;
@@ -652,20 +659,7 @@ impl Column {
 
     fn finish(self, shape: &Shape, field: &Field) -> Option<ArrayRef> {
         Some(match (self, shape) {
-            (
-                Column::Utf8 {
-                    offsets,
-                    values,
-                    mut nulls,
-                },
-                _,
-            ) => {
-                // Validates the offsets and the UTF-8 of every value.
-                let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
-                Arc::new(
-                    StringArray::try_new(offsets, Buffer::from_vec(values), nulls.finish()).ok()?,
-                )
-            }
+            (Column::Utf8(v), _) => Arc::new(v.array()?),
             (Column::Int(v), Shape::Int(t, ..)) => match t {
                 IntType::I8 => narrow::<Int8Type>(v),
                 IntType::I16 => narrow::<Int16Type>(v),

@@ -99,17 +99,22 @@ const TAKEN: &[&str] = &[
     r#"{"id":11,"amount":0.30000000000000004,"ratio":16777217,"device":{"build":-1,"inner":{}}}"#,
 ];
 
-#[test]
-fn common_records_are_decoded_directly_as_arrow_json_decodes_them() {
-    let schema = schema();
-    for record in TAKEN {
+/// Each of `records`, and all of them in one batch, are decoded directly
+/// (and as arrow-json decodes them).
+fn assert_taken(schema: &SchemaRef, records: &[&str]) {
+    for record in records {
         assert!(
-            agrees(&schema, false, &[record.as_bytes()]),
+            agrees(schema, false, &[record.as_bytes()]),
             "not decoded directly: {record}"
         );
     }
-    let all: Vec<&[u8]> = TAKEN.iter().map(|r| r.as_bytes()).collect();
-    assert!(agrees(&schema, false, &all));
+    let all: Vec<&[u8]> = records.iter().map(|r| r.as_bytes()).collect();
+    assert!(agrees(schema, false, &all));
+}
+
+#[test]
+fn common_records_are_decoded_directly_as_arrow_json_decodes_them() {
+    assert_taken(&schema(), TAKEN);
 }
 
 /// Records arrow-json refuses (or that the direct decoder leaves to it).
@@ -286,14 +291,7 @@ const NESTED_LEFT: &[&str] = &[
 #[test]
 fn decimals_dates_and_lists_are_decoded_directly_as_arrow_json_decodes_them() {
     let schema = nested_schema();
-    for record in NESTED_TAKEN {
-        assert!(
-            agrees(&schema, false, &[record.as_bytes()]),
-            "not decoded directly: {record}"
-        );
-    }
-    let all: Vec<&[u8]> = NESTED_TAKEN.iter().map(|r| r.as_bytes()).collect();
-    assert!(agrees(&schema, false, &all));
+    assert_taken(&schema, NESTED_TAKEN);
     for record in NESTED_LEFT {
         let batch = [
             NESTED_TAKEN[0].as_bytes(),
