@@ -30,9 +30,11 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Records polled but not yet handed to the runtime, grouped per partition.
 ///
-/// Keys and payloads are copied out of librdkafka's buffers into one arena
-/// per batch, and the records' [`Bytes`] are slices of it: one allocation
-/// per batch instead of two per record.
+/// Keys and payloads are copied out of librdkafka's buffers into arena
+/// chunks, and the records' [`Bytes`] are slices of them: a few allocations
+/// per batch instead of two per record. A chunk is never grown (growing one
+/// copied every byte already in it again); when the next record does not
+/// fit, a new chunk starts.
 #[derive(Default)]
 pub(crate) struct Gather {
     batches: Vec<Pending>,
@@ -42,11 +44,29 @@ pub(crate) struct Gather {
     records: usize,
     /// Interned topic names, so that a record costs no allocation for them.
     topics: HashSet<Arc<str>>,
-    /// Keys and payloads of the gathered records, back to back.
+    /// Filled arena chunks of this batch.
+    full: Vec<Vec<u8>>,
+    /// The arena chunk being filled.
     arena: Vec<u8>,
-    /// Size of the previous batch's arena: the next one starts that large.
-    arena_hint: usize,
+    /// Key and payload bytes gathered in this batch.
+    bytes: usize,
+    /// Key and payload bytes of the previous batch: the first chunk of the
+    /// next one is that large (up to [`ARENA_CHUNK`]), so that a trickle of
+    /// small batches does not hold a large chunk each.
+    bytes_hint: usize,
+    /// Records per partition in the previous batch: a partition's record
+    /// list starts that large.
+    records_hint: usize,
+    /// Whether records carry a copy of their headers. Reading a message's
+    /// headers costs librdkafka an allocation even when it has none.
+    pub(crate) headers: bool,
 }
+
+/// Largest arena chunk (a larger key and payload get a chunk of their own).
+const ARENA_CHUNK: usize = 1 << 20;
+
+/// Smallest arena chunk.
+const ARENA_MIN_CHUNK: usize = 4 << 10;
 
 /// One partition's records, their keys and payloads still spans of the arena.
 struct Pending {
@@ -55,8 +75,13 @@ struct Pending {
     spans: Vec<Spans>,
 }
 
-/// Where a record's key and payload are in the arena (`None`: null).
-type Spans = (Option<Range<usize>>, Option<Range<usize>>);
+/// Where a record's key and payload are: the arena chunk and the ranges in
+/// it (`None`: null).
+struct Spans {
+    chunk: usize,
+    key: Option<Range<usize>>,
+    payload: Option<Range<usize>>,
+}
 
 impl Gather {
     /// Copies a polled message into the batch of its partition.
@@ -82,18 +107,30 @@ impl Gather {
                     self.batches.push(Pending {
                         batch: SourceBatch {
                             partition: TopicPartition { topic, partition },
-                            records: Vec::new(),
+                            records: Vec::with_capacity(self.records_hint),
                         },
-                        spans: Vec::new(),
+                        spans: Vec::with_capacity(self.records_hint),
                     });
                     self.batches.len() - 1
                 }
             },
         };
         self.last = index;
-        if self.arena.capacity() == 0 {
-            self.arena.reserve(self.arena_hint);
+        let (key, payload) = (msg.key(), msg.payload());
+        let need = key.map_or(0, <[u8]>::len) + payload.map_or(0, <[u8]>::len);
+        if self.arena.capacity() - self.arena.len() < need {
+            // Chunks grow with the batch, from the previous batch's size.
+            let size = self
+                .bytes_hint
+                .max(self.bytes)
+                .clamp(ARENA_MIN_CHUNK, ARENA_CHUNK)
+                .max(need);
+            let filled = mem::replace(&mut self.arena, Vec::with_capacity(size));
+            if !filled.is_empty() {
+                self.full.push(filled);
+            }
         }
+        self.bytes += need;
         let arena = &mut self.arena;
         let mut copy = |bytes: Option<&[u8]>| {
             bytes.map(|b| {
@@ -102,7 +139,11 @@ impl Gather {
                 start..arena.len()
             })
         };
-        let spans = (copy(msg.key()), copy(msg.payload()));
+        let spans = Spans {
+            chunk: self.full.len(),
+            key: copy(key),
+            payload: copy(payload),
+        };
         let pending = &mut self.batches[index];
         debug_assert!(pending.batch.last_offset().is_none_or(|o| o < msg.offset()));
         pending.batch.records.push(RawRecord {
@@ -110,7 +151,11 @@ impl Gather {
             timestamp_ms: msg.timestamp_ms(),
             key: None,
             payload: None,
-            headers: msg.headers(),
+            headers: if self.headers {
+                msg.headers()
+            } else {
+                Vec::new()
+            },
         });
         pending.spans.push(spans);
         self.records += 1;
@@ -123,16 +168,28 @@ impl Gather {
 
     /// Takes all gathered batches.
     fn take(&mut self) -> Vec<SourceBatch> {
-        self.records = 0;
         self.last = 0;
-        self.arena_hint = self.arena.len();
-        let arena = Bytes::from(mem::take(&mut self.arena));
+        if self.records == 0 {
+            // Nothing gathered, or all of it discarded: keep the hints and
+            // the current chunk's memory.
+            self.batches.clear();
+            self.full.clear();
+            self.arena.clear();
+            self.bytes = 0;
+            return Vec::new();
+        }
+        self.records_hint = self.records / self.batches.len();
+        self.records = 0;
+        self.bytes_hint = mem::take(&mut self.bytes);
+        let mut chunks: Vec<Bytes> = self.full.drain(..).map(Bytes::from).collect();
+        chunks.push(Bytes::from(mem::take(&mut self.arena)));
         mem::take(&mut self.batches)
             .into_iter()
             .map(|Pending { mut batch, spans }| {
-                for (record, (key, payload)) in batch.records.iter_mut().zip(spans) {
-                    record.key = key.map(|r| arena.slice(r));
-                    record.payload = payload.map(|r| arena.slice(r));
+                for (record, spans) in batch.records.iter_mut().zip(spans) {
+                    let chunk = &chunks[spans.chunk];
+                    record.key = spans.key.map(|r| chunk.slice(r));
+                    record.payload = spans.payload.map(|r| chunk.slice(r));
                 }
                 batch
             })
@@ -623,4 +680,132 @@ fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
         .collect();
     v.sort();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use tributary_core::Header;
+
+    use super::*;
+
+    struct Message {
+        partition: i32,
+        offset: i64,
+        key: Option<Vec<u8>>,
+        payload: Option<Vec<u8>>,
+    }
+
+    impl Polled for Message {
+        fn topic(&self) -> &str {
+            "t"
+        }
+        fn partition(&self) -> i32 {
+            self.partition
+        }
+        fn offset(&self) -> i64 {
+            self.offset
+        }
+        fn timestamp_ms(&self) -> Option<i64> {
+            Some(self.offset * 10)
+        }
+        fn key(&self) -> Option<&[u8]> {
+            self.key.as_deref()
+        }
+        fn payload(&self) -> Option<&[u8]> {
+            self.payload.as_deref()
+        }
+        fn headers(&self) -> Vec<Header> {
+            vec![Header {
+                key: format!("h{}", self.offset),
+                value: None,
+            }]
+        }
+    }
+
+    /// Message `i`: partition `i % 3`, a key on every other one, a payload
+    /// of `size(i)` bytes (null for every seventh).
+    fn message(i: i64, size: impl Fn(i64) -> usize) -> Message {
+        Message {
+            partition: (i % 3) as i32,
+            offset: i,
+            key: (i % 2 == 0).then(|| format!("k{i}").into_bytes()),
+            payload: (i % 7 != 3).then(|| vec![(i % 251) as u8; size(i)]),
+        }
+    }
+
+    /// Gathers messages `range` and checks every record against its message.
+    fn gather_and_check(
+        gather: &mut Gather,
+        range: std::ops::Range<i64>,
+        size: impl Fn(i64) -> usize + Copy,
+    ) {
+        for i in range.clone() {
+            gather.push(&message(i, size));
+        }
+        assert_eq!(gather.len(), range.clone().count());
+        let batches = gather.take();
+        assert_eq!(gather.len(), 0);
+        let mut seen = 0;
+        for batch in &batches {
+            assert!(batch.records.windows(2).all(|w| w[0].offset < w[1].offset));
+            for r in &batch.records {
+                let m = message(r.offset, size);
+                assert_eq!(batch.partition.partition, m.partition);
+                assert_eq!(r.timestamp_ms, Some(r.offset * 10));
+                assert_eq!(r.key.as_deref(), m.key.as_deref(), "key of {}", r.offset);
+                assert_eq!(
+                    r.payload.as_deref(),
+                    m.payload.as_deref(),
+                    "payload of {}",
+                    r.offset
+                );
+                assert_eq!(
+                    r.headers.len(),
+                    usize::from(gather.headers),
+                    "{:?}",
+                    r.headers
+                );
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, range.count());
+    }
+
+    #[test]
+    fn records_keep_their_bytes_across_arena_chunks() {
+        let mut gather = Gather::default();
+        // Small batches, then ones larger than a chunk, with payloads from
+        // empty to over a chunk each.
+        gather_and_check(&mut gather, 0..10, |i| i as usize);
+        gather_and_check(&mut gather, 10..3_000, |i| (i as usize * 37) % 2_000);
+        gather_and_check(&mut gather, 3_000..3_010, |i| {
+            if i % 4 == 0 {
+                ARENA_CHUNK + 5
+            } else {
+                300
+            }
+        });
+        gather_and_check(&mut gather, 3_010..3_020, |_| 0);
+        gather.headers = true;
+        gather_and_check(&mut gather, 3_020..5_000, |i| (i as usize * 13) % 700);
+    }
+
+    #[test]
+    fn discarded_records_are_not_taken() {
+        let mut gather = Gather::default();
+        for i in 0..30 {
+            gather.push(&message(i, |_| 100));
+        }
+        gather.discard(|p| p.partition != 1);
+        let batches = gather.take();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].records.len(), 10);
+        assert_eq!(
+            batches[0].records[0].payload.as_deref(),
+            Some(&[1u8; 100][..])
+        );
+        gather.discard(|_| true);
+        assert!(gather.take().is_empty());
+        gather_and_check(&mut gather, 30..40, |_| 10);
+    }
 }

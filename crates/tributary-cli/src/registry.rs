@@ -161,10 +161,17 @@ pub fn within_budget(
 pub fn source(p: &PipelineConfig) -> anyhow::Result<Box<dyn Source>> {
     match &p.source {
         #[cfg(feature = "kafka-source")]
-        SourceConfig::Kafka(k) => Ok(Box::new(
-            tributary_kafka_source::KafkaSource::start(k, &p.name)
-                .with_context(|| format!("pipeline {}: starting the Kafka source", p.name))?,
-        )),
+        SourceConfig::Kafka(k) => {
+            let tuning = tributary_kafka_source::SourceTuning {
+                // Records' headers go nowhere but the dead-letter topic.
+                headers: matches!(p.dead_letter, tributary_config::DeadLetterConfig::Kafka(_)),
+                ..Default::default()
+            };
+            Ok(Box::new(
+                tributary_kafka_source::KafkaSource::start_with(k, &p.name, tuning)
+                    .with_context(|| format!("pipeline {}: starting the Kafka source", p.name))?,
+            ))
+        }
         #[cfg(feature = "datagen-source")]
         SourceConfig::Datagen(d) => Ok(Box::new(
             tributary_datagen_source::DatagenSource::new(d)

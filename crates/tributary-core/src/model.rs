@@ -115,13 +115,18 @@ pub struct Reject {
 
 impl Reject {
     /// Builds a reject from the raw record and a reason.
+    ///
+    /// The key and payload are copied: a source's records are usually
+    /// slices of one buffer per batch, which a kept reject would otherwise
+    /// hold whole until its range lands.
     pub fn new(partition: &TopicPartition, record: &RawRecord, reason: impl Into<String>) -> Self {
+        let copy = |b: &Option<Bytes>| b.as_deref().map(Bytes::copy_from_slice);
         Self {
             partition: partition.clone(),
             offset: record.offset,
             timestamp_ms: record.timestamp_ms,
-            key: record.key.clone(),
-            payload: record.payload.clone(),
+            key: copy(&record.key),
+            payload: copy(&record.payload),
             headers: record.headers.clone(),
             reason: reason.into(),
         }

@@ -144,7 +144,7 @@ impl DirectDecoder {
     /// Decodes one payload into a row of `root`.
     fn row(&self, root: &mut StructColumn, payload: &[u8], scratch: &mut Vec<u8>) -> Option<()> {
         // Invalid UTF-8 anywhere (even in a skipped field) fails in arrow_json.
-        std::str::from_utf8(payload).ok()?;
+        simdutf8::basic::from_utf8(payload).ok()?;
         let mut input = Input {
             bytes: payload,
             at: 0,
@@ -835,7 +835,7 @@ impl<'a> Input<'a> {
     fn key(&mut self) -> Option<&'a [u8]> {
         let bytes = self.bytes;
         let rest = &bytes[self.at..];
-        let end = memchr::memchr2(b'"', b'\\', rest)?;
+        let end = quote_or_backslash(rest)?;
         if rest[end] != b'"' {
             return None;
         }
@@ -848,7 +848,7 @@ impl<'a> Input<'a> {
     fn string(&mut self, out: &mut Vec<u8>) -> Option<()> {
         loop {
             let rest = &self.bytes[self.at..];
-            let end = memchr::memchr2(b'"', b'\\', rest)?;
+            let end = quote_or_backslash(rest)?;
             out.extend_from_slice(&rest[..end]);
             self.at += end + 1;
             if rest[end] == b'"' {
@@ -1008,6 +1008,39 @@ impl<'a> Input<'a> {
         *self.scratch = text;
         done
     }
+}
+
+/// Index of the first `"` or `\\` in `bytes`: where a string or key ends or
+/// has an escape. Keys and most values are a few bytes long, so the first
+/// 32 bytes are looked at eight at a time in a `u64` (memchr's vector setup
+/// costs more than that for them); the rest of a longer text goes to memchr.
+fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const SHORT: usize = 32;
+    let mut at = 0;
+    while let Some(word) = bytes.get(at..at + 8) {
+        if at == SHORT {
+            return memchr::memchr2(b'"', b'\\', &bytes[at..]).map(|i| at + i);
+        }
+        let w = u64::from_le_bytes(word.try_into().ok()?);
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        // The high bit of each zero byte of `quote` or `backslash` (bytes
+        // after the first such byte may be flagged wrongly; the lowest
+        // flag, the first byte, is always right).
+        let hits = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash))
+            & HIGH;
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\')
+        .map(|i| at + i)
 }
 
 #[cfg(test)]

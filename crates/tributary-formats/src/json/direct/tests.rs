@@ -449,3 +449,25 @@ fn mutated_records_are_decoded_as_arrow_json_decodes_them_or_left_to_it() {
         "direct {direct}, left {left}"
     );
 }
+
+#[test]
+fn the_string_scanner_finds_the_first_quote_or_backslash_as_a_plain_search_does() {
+    let mut rng = Rng(SplitMix64::new(11));
+    for _ in 0..20_000 {
+        let len = rng.below(80);
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.below(256) as u8).collect();
+        // Mostly text without either byte, then one or two of them anywhere.
+        for b in &mut bytes {
+            if *b == b'"' || *b == b'\\' {
+                *b = b'a';
+            }
+        }
+        for _ in 0..rng.below(3) {
+            if len > 0 {
+                bytes[rng.below(len)] = if rng.below(2) == 0 { b'"' } else { b'\\' };
+            }
+        }
+        let plain = bytes.iter().position(|&c| c == b'"' || c == b'\\');
+        assert_eq!(quote_or_backslash(&bytes), plain, "{bytes:?}");
+    }
+}
