@@ -67,6 +67,9 @@ struct StructShape {
     fields: Fields,
     /// Field index by name, for wide structs.
     index: Option<HashMap<Box<[u8]>, usize>>,
+    /// Each field's key as it appears in a record, closing quote included
+    /// (`None` for a name with `"` or `\\`, which a record must escape).
+    quoted: Vec<Option<Box<[u8]>>>,
     children: Vec<Shape>,
 }
 
@@ -143,8 +146,9 @@ impl DirectDecoder {
 
     /// Decodes one payload into a row of `root`.
     fn row(&self, root: &mut StructColumn, payload: &[u8], scratch: &mut Vec<u8>) -> Option<()> {
-        // Invalid UTF-8 anywhere (even in a skipped field) fails in arrow_json.
-        simdutf8::basic::from_utf8(payload).ok()?;
+        // Invalid UTF-8 anywhere (even in a skipped field) fails in
+        // arrow_json. Outside strings only ASCII gets past the grammar, so
+        // each string and key is validated (when it has a non-ASCII byte).
         let mut input = Input {
             bytes: payload,
             at: 0,
@@ -174,11 +178,27 @@ impl StructShape {
                 .map(|(i, f)| (f.name().as_bytes().into(), i))
                 .collect()
         });
+        let quoted = fields
+            .iter()
+            .map(|f| {
+                let name = f.name().as_bytes();
+                (!name.iter().any(|&c| c == b'"' || c == b'\\'))
+                    .then(|| [name, b"\""].concat().into_boxed_slice())
+            })
+            .collect();
         Some(Self {
             fields: fields.clone(),
             index,
+            quoted,
             children,
         })
+    }
+
+    /// Whether `rest` (what follows a key's opening quote) starts with the
+    /// key of field `f` and its closing quote; then that many bytes.
+    fn key_at(&self, f: usize, rest: &[u8]) -> Option<usize> {
+        let quoted = self.quoted.get(f)?.as_deref()?;
+        starts_with(rest, quoted).then_some(quoted.len())
     }
 
     /// Index of the field named `key`; `guess` is tried first (keys usually
@@ -358,13 +378,21 @@ impl StructColumn {
                 if input.next()? != b'"' {
                     return None;
                 }
-                let key = input.key()?;
+                // Keys usually come in the order of the schema (or of the
+                // previous record): the expected one is tried first.
+                let field = match shape.key_at(guess, input.rest()) {
+                    Some(len) => {
+                        input.at += len;
+                        Some(guess)
+                    }
+                    None => shape.find(input.key()?, guess),
+                };
                 input.whitespace();
                 if input.next()? != b':' {
                     return None;
                 }
                 input.whitespace();
-                match shape.find(key, guess) {
+                match field {
                     Some(f) => {
                         // A key written twice: arrow_json keeps the last value.
                         if std::mem::replace(&mut self.set_in[f], row) == row {
@@ -807,6 +835,10 @@ impl<'a> Input<'a> {
         self.bytes.get(self.at).copied()
     }
 
+    fn rest(&self) -> &'a [u8] {
+        &self.bytes[self.at..]
+    }
+
     fn next(&mut self) -> Option<u8> {
         let b = self.peek()?;
         self.at += 1;
@@ -835,7 +867,7 @@ impl<'a> Input<'a> {
     fn key(&mut self) -> Option<&'a [u8]> {
         let bytes = self.bytes;
         let rest = &bytes[self.at..];
-        let end = quote_or_backslash(rest)?;
+        let end = text_end(rest)?;
         if rest[end] != b'"' {
             return None;
         }
@@ -848,7 +880,7 @@ impl<'a> Input<'a> {
     fn string(&mut self, out: &mut Vec<u8>) -> Option<()> {
         loop {
             let rest = &self.bytes[self.at..];
-            let end = quote_or_backslash(rest)?;
+            let end = text_end(rest)?;
             out.extend_from_slice(&rest[..end]);
             self.at += end + 1;
             if rest[end] == b'"' {
@@ -1010,18 +1042,46 @@ impl<'a> Input<'a> {
     }
 }
 
-/// Index of the first `"` or `\\` in `bytes`: where a string or key ends or
-/// has an escape. Keys and most values are a few bytes long, so the first
-/// 32 bytes are looked at eight at a time in a `u64` (memchr's vector setup
-/// costs more than that for them); the rest of a longer text goes to memchr.
-fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+/// Whether `hay` starts with `needle`. Keys are short: compared in one or
+/// two overlapping words rather than by a call to `memcmp`.
+fn starts_with(hay: &[u8], needle: &[u8]) -> bool {
+    let n = needle.len();
+    let Some(hay) = hay.get(..n) else {
+        return false;
+    };
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap_or([0; 4]));
+    match n {
+        8..=16 => word(hay, 0) == word(needle, 0) && word(hay, n - 8) == word(needle, n - 8),
+        4..8 => half(hay, 0) == half(needle, 0) && half(hay, n - 4) == half(needle, n - 4),
+        _ => hay == needle,
+    }
+}
+
+/// Index of the first `"` or `\\` in `bytes` (where a string or key ends,
+/// or has an escape), when the bytes before it are valid UTF-8.
+fn text_end(bytes: &[u8]) -> Option<usize> {
+    let (end, ascii) = quote_or_backslash(bytes)?;
+    if !ascii {
+        simdutf8::basic::from_utf8(&bytes[..end]).ok()?;
+    }
+    Some(end)
+}
+
+/// Index of the first `"` or `\\` in `bytes`, and whether the bytes before
+/// it are known to be ASCII. Keys and most values are a few bytes long, so
+/// the first 32 bytes are looked at eight at a time in a `u64` (memchr's
+/// vector setup costs more than that for them); the rest of a longer text
+/// goes to memchr, and is not known to be ASCII.
+fn quote_or_backslash(bytes: &[u8]) -> Option<(usize, bool)> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     const SHORT: usize = 32;
     let mut at = 0;
+    let mut seen = 0u64;
     while let Some(word) = bytes.get(at..at + 8) {
         if at == SHORT {
-            return memchr::memchr2(b'"', b'\\', &bytes[at..]).map(|i| at + i);
+            return memchr::memchr2(b'"', b'\\', &bytes[at..]).map(|i| (at + i, false));
         }
         let w = u64::from_le_bytes(word.try_into().ok()?);
         let quote = w ^ (ONES * u64::from(b'"'));
@@ -1033,14 +1093,21 @@ fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
             | (backslash.wrapping_sub(ONES) & !backslash))
             & HIGH;
         if hits != 0 {
-            return Some(at + (hits.trailing_zeros() / 8) as usize);
+            // The bytes below the first hit.
+            seen |= w & ((hits & hits.wrapping_neg()) - 1);
+            return Some((at + (hits.trailing_zeros() / 8) as usize, seen & HIGH == 0));
         }
+        seen |= w;
         at += 8;
     }
-    bytes[at..]
-        .iter()
-        .position(|&c| c == b'"' || c == b'\\')
-        .map(|i| at + i)
+    let mut ascii = seen & HIGH == 0;
+    for (i, &c) in bytes[at..].iter().enumerate() {
+        if c == b'"' || c == b'\\' {
+            return Some((at + i, ascii));
+        }
+        ascii &= c.is_ascii();
+    }
+    None
 }
 
 #[cfg(test)]

@@ -455,8 +455,10 @@ fn the_string_scanner_finds_the_first_quote_or_backslash_as_a_plain_search_does(
     let mut rng = Rng(SplitMix64::new(11));
     for _ in 0..20_000 {
         let len = rng.below(80);
-        let mut bytes: Vec<u8> = (0..len).map(|_| rng.below(256) as u8).collect();
-        // Mostly text without either byte, then one or two of them anywhere.
+        // ASCII text, or any bytes, without either byte; then one or two of
+        // them anywhere.
+        let top = if rng.below(2) == 0 { 128 } else { 256 };
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.below(top) as u8).collect();
         for b in &mut bytes {
             if *b == b'"' || *b == b'\\' {
                 *b = b'a';
@@ -468,6 +470,34 @@ fn the_string_scanner_finds_the_first_quote_or_backslash_as_a_plain_search_does(
             }
         }
         let plain = bytes.iter().position(|&c| c == b'"' || c == b'\\');
-        assert_eq!(quote_or_backslash(&bytes), plain, "{bytes:?}");
+        let found = quote_or_backslash(&bytes);
+        assert_eq!(found.map(|(end, _)| end), plain, "{bytes:?}");
+        if let Some((end, true)) = found {
+            assert!(bytes[..end].is_ascii(), "{bytes:?}");
+        }
+        // Texts that end within 32 bytes are always told apart: ASCII or not.
+        if let Some((end, ascii)) = found.filter(|(end, _)| *end < 32) {
+            assert_eq!(ascii, bytes[..end].is_ascii(), "{bytes:?}");
+        }
+    }
+}
+
+#[test]
+fn keys_are_compared_as_a_plain_comparison_does() {
+    let mut rng = Rng(SplitMix64::new(12));
+    for _ in 0..20_000 {
+        let needle: Vec<u8> = (0..rng.below(24)).map(|_| b"ab\""[rng.below(3)]).collect();
+        let mut hay = needle.clone();
+        if !hay.is_empty() && rng.below(2) == 0 {
+            let at = rng.below(hay.len());
+            hay[at] = b"ab\""[rng.below(3)];
+        }
+        hay.truncate(hay.len().saturating_sub(rng.below(2)));
+        hay.extend((0..rng.below(4)).map(|_| b'x'));
+        assert_eq!(
+            starts_with(&hay, &needle),
+            hay.starts_with(&needle),
+            "{hay:?} {needle:?}"
+        );
     }
 }
