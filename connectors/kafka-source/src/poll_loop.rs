@@ -13,7 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 use tributary_core::{SourceEvent, TopicPartition};
 
-use crate::context::{Shared, SourceContext};
+use crate::context::{Gather, Shared, SourceContext};
 use crate::error::PollFailure;
 use crate::fetch::{FetchQueue, Polled, Waker};
 
@@ -107,7 +107,7 @@ pub(crate) fn run(
             match consumer.poll(Duration::ZERO) {
                 None => {}
                 Some(polled) => {
-                    if !take(shared, polled) {
+                    if !take(shared, &mut shared.pending(), polled) {
                         break 'outer;
                     }
                     // Empty the consumer queue before the fetch queue: a
@@ -132,9 +132,14 @@ pub(crate) fn run(
             };
             let mut ok = true;
             let taken = match shared.fetch().as_mut() {
-                Some(fetch) => fetch.take(wait, room, |m| {
-                    ok &= take(shared, m);
-                }),
+                Some(fetch) => {
+                    // Locked once for the whole take: only this thread
+                    // gathers, and nothing in a take locks it again.
+                    let mut pending = shared.pending();
+                    fetch.take(wait, room, |m| {
+                        ok &= take(shared, &mut pending, m);
+                    })
+                }
                 None => 0,
             };
             if !ok {
@@ -154,9 +159,9 @@ pub(crate) fn run(
 
 /// Gathers one taken message, or deals with its error. Returns false when
 /// the error is fatal (the source has failed).
-fn take(shared: &Shared, msg: Result<impl Polled, KafkaError>) -> bool {
+fn take(shared: &Shared, pending: &mut Gather, msg: Result<impl Polled, KafkaError>) -> bool {
     match msg {
-        Ok(msg) => shared.pending().push(&msg),
+        Ok(msg) => pending.push(&msg),
         Err(KafkaError::PartitionEOF(_)) => {}
         Err(e @ KafkaError::MessageConsumptionFatal(_)) => {
             shared.fail(PollFailure::Fatal(e));

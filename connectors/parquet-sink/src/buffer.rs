@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use arrow::array::{RecordBatch, UInt32Array};
@@ -50,7 +51,12 @@ pub(crate) struct PartitionBuffer {
     /// topic); `None` writes them as lines of the lake's dead-letter file.
     kept_rejects: Option<Vec<Reject>>,
     kept_reject_bytes: usize,
+    /// Bytes reserved for each new file image up front.
+    image_capacity: usize,
 }
+
+/// Largest file image reserved up front.
+const MAX_IMAGE_RESERVE: usize = 64 << 20;
 
 impl PartitionBuffer {
     pub fn new(range_start: i64, opened_at: Instant) -> Self {
@@ -69,7 +75,16 @@ impl PartitionBuffer {
             dead_letter: Vec::new(),
             kept_rejects: None,
             kept_reject_bytes: 0,
+            image_capacity: 0,
         }
+    }
+
+    /// Reserves `bytes` (up to 64 MiB) for each file image up front: an
+    /// image grown by doubling is copied and faulted in again at each step.
+    /// The sink passes a quarter more than its latest file.
+    pub fn with_image_capacity(mut self, bytes: usize) -> Self {
+        self.image_capacity = bytes.min(MAX_IMAGE_RESERVE);
+        self
     }
 
     /// Keeps rejects whole for [`PartitionBuffer::take_rejects`] instead of
@@ -220,7 +235,8 @@ impl PartitionBuffer {
             Some(i) => i,
             None => {
                 let props = sampled_properties(props, rows).unwrap_or_else(|| props.clone());
-                let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
+                let image = Vec::with_capacity(self.image_capacity);
+                let writer = ArrowWriter::try_new(image, schema.clone(), Some(props))
                     .map_err(|e| encode_err(format!("cannot start a Parquet file: {e}")))?;
                 // Against the newest file of the time partition: the widest schema.
                 let newest = self
@@ -277,6 +293,7 @@ impl PartitionBuffer {
         tp: &TopicPartition,
         writer_id: &str,
         advisor: &DictionaryAdvisor,
+        file_bytes: &AtomicUsize,
     ) -> Result<Landing, SinkError> {
         let last_offset = self.last_offset.unwrap_or(self.range_start - 1);
         let writers = match self.encoder.take() {
@@ -302,8 +319,9 @@ impl PartitionBuffer {
                 .map(|metadata| {
                     advisor.learn(&metadata);
                     let mut image = std::mem::take(writer.inner_mut());
-                    // The image grew by doubling: give the slack back
-                    // before it waits for its upload.
+                    file_bytes.store(image.len(), Ordering::Relaxed);
+                    // Give the slack back before the image waits for its
+                    // upload.
                     image.shrink_to_fit();
                     image
                 })

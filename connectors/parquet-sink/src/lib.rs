@@ -25,6 +25,7 @@ mod encoder;
 mod encoding;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -66,6 +67,9 @@ pub struct ParquetSink {
     /// several partitions landed early together under memory pressure would
     /// otherwise all hold that at once. Uploads still run concurrently.
     finishing: Arc<tokio::sync::Semaphore>,
+    /// Size of the latest file image finished: new files reserve a quarter
+    /// more.
+    file_bytes: Arc<AtomicUsize>,
     template: Option<Arc<PartitionTemplate>>,
     /// Which time late records are partitioned by (`late_data`).
     late_data: Option<LateData>,
@@ -111,6 +115,7 @@ impl ParquetSink {
             props,
             advisor: Arc::default(),
             finishing: Arc::new(tokio::sync::Semaphore::new(1)),
+            file_bytes: Arc::default(),
             template,
             late_data: cfg.late_data.as_ref().map(LateData::new),
             logs: HashMap::new(),
@@ -211,8 +216,10 @@ impl Sink for ParquetSink {
         let created = !self.buffers.contains_key(&tp);
         let keep_rejects = self.dead_letter.is_some();
         let start = next.unwrap_or(batch.first_offset);
+        let image = self.file_bytes.load(Ordering::Relaxed);
         let buffer = self.buffers.entry(tp.clone()).or_insert_with(|| {
-            let buffer = PartitionBuffer::new(start, Instant::now());
+            let buffer =
+                PartitionBuffer::new(start, Instant::now()).with_image_capacity(image + image / 4);
             if keep_rejects {
                 buffer.keeping_rejects()
             } else {
@@ -274,6 +281,7 @@ impl Sink for ParquetSink {
             let lake = self.lake.clone();
             let writer = self.writer_id.clone();
             let advisor = self.advisor.clone();
+            let file_bytes = self.file_bytes.clone();
             let route = self.dead_letter.clone();
             let rejects = buffer.take_rejects();
             let may_exist = !self.dead_letter_settled.remove(tp);
@@ -285,7 +293,7 @@ impl Sink for ParquetSink {
                 let encoded = tokio::task::spawn_blocking({
                     let tp = tp.clone();
                     let writer = writer.clone();
-                    move || buffer.finish(&tp, &writer, &advisor)
+                    move || buffer.finish(&tp, &writer, &advisor, &file_bytes)
                 })
                 .await;
                 drop(permit);
