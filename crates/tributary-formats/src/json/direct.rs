@@ -858,8 +858,7 @@ impl<'a> Input<'a> {
     }
 
     fn literal(&mut self, text: &[u8]) -> Option<()> {
-        let end = self.at + text.len();
-        (self.bytes.get(self.at..end)? == text).then(|| self.at = end)
+        starts_with(self.rest(), text).then(|| self.at += text.len())
     }
 
     /// A key whose opening quote was just read, without escapes (an escaped
@@ -881,7 +880,16 @@ impl<'a> Input<'a> {
         loop {
             let rest = &self.bytes[self.at..];
             let end = text_end(rest)?;
-            out.extend_from_slice(&rest[..end]);
+            match rest.first_chunk::<16>() {
+                // Most values are short: copy 16 bytes (no call to memcpy)
+                // and keep the text's.
+                Some(chunk) if end <= 16 => {
+                    let at = out.len();
+                    out.extend_from_slice(chunk);
+                    out.truncate(at + end);
+                }
+                _ => out.extend_from_slice(&rest[..end]),
+            }
             self.at += end + 1;
             if rest[end] == b'"' {
                 return Some(());
@@ -1023,6 +1031,13 @@ impl<'a> Input<'a> {
     /// unescaped text to `parse`.
     fn with_string<T>(&mut self, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
         self.at += 1;
+        let rest = self.rest();
+        let end = text_end(rest)?;
+        if rest[end] == b'"' {
+            // No escape: the text is the input's own bytes.
+            self.at += end + 1;
+            return parse(std::str::from_utf8(&rest[..end]).ok()?);
+        }
         let mut text = std::mem::take(self.scratch);
         text.clear();
         let parsed = self
@@ -1054,6 +1069,7 @@ fn starts_with(hay: &[u8], needle: &[u8]) -> bool {
     match n {
         8..=16 => word(hay, 0) == word(needle, 0) && word(hay, n - 8) == word(needle, n - 8),
         4..8 => half(hay, 0) == half(needle, 0) && half(hay, n - 4) == half(needle, n - 4),
+        0..4 => hay.iter().zip(needle).all(|(a, b)| a == b),
         _ => hay == needle,
     }
 }
