@@ -12,6 +12,14 @@
 //! source records, `flush.max_bytes` bytes, or when its oldest buffered record
 //! is `flush.max_age` old. All thresholds are per source partition.
 //!
+//! A due partition lands in the background ([`Sink::land_in_background`]):
+//! its buffer is finished and written on a task of its own while the
+//! pipeline reads on into a new buffer, whose range starts one past the
+//! landing one. A partition has at most one landing under way and is not
+//! due again until its result is taken, so its ranges commit in order; when
+//! a landing fails, what was buffered after it is dropped with it and the
+//! partition is re-read from before both.
+//!
 //! With a dead-letter route outside the lake
 //! ([`ParquetSink::with_dead_letter_route`], e.g. a Kafka topic), a source
 //! partition's rejects are kept whole instead of written to the dead-letter
@@ -24,18 +32,19 @@ mod buffer;
 mod encoder;
 mod encoding;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use parquet::file::properties::WriterProperties;
+use tokio::sync::mpsc;
 use tracing::debug;
 use tributary_config::ParquetSinkConfig;
 use tributary_core::{DeadLetterPositions, DeadLetterRequest, DeadLetterRoute, Reject};
 use tributary_core::{Landed, ResumeAt, RowBatch, Sink, SinkError, TopicPartition};
-use tributary_lake::{Lake, Landing, LateData, PartitionLog, PartitionTemplate};
+use tributary_lake::{CommitRecord, Lake, Landing, LateData, PartitionLog, PartitionTemplate};
 
 use crate::buffer::PartitionBuffer;
 pub use crate::encoding::sampled_properties;
@@ -80,6 +89,16 @@ pub struct ParquetSink {
     restart_at: HashMap<TopicPartition, i64>,
     /// Where rejects go when not to the lake's dead-letter files.
     dead_letter: Option<Arc<dyn DeadLetterRoute>>,
+    /// Landings under way, by partition: at most one each.
+    in_flight: HashMap<TopicPartition, InFlight>,
+    /// Landings of closed partitions still under way, by partition: their
+    /// outcomes are dropped, and opening the partition again waits for them.
+    abandoned: HashMap<TopicPartition, usize>,
+    /// Landing tasks report here when they end.
+    outcomes_tx: mpsc::UnboundedSender<Outcome>,
+    outcomes: mpsc::UnboundedReceiver<Outcome>,
+    /// Results of background landings not taken yet, oldest first.
+    results: VecDeque<(TopicPartition, Result<Option<Landed>, SinkError>)>,
     /// Partitions for which the dead-letter route's last answer was
     /// "settled" (it knows of no record of a later range) and every landing
     /// since succeeded: no record of their next range can be in the
@@ -88,6 +107,37 @@ pub struct ParquetSink {
     /// failed landing.
     dead_letter_settled: HashSet<TopicPartition>,
 }
+
+/// What [`ParquetSink::start_landing`] did.
+enum Started {
+    /// A landing task runs.
+    Running,
+    /// No buffer.
+    Nothing,
+    /// The partition is not open (its buffer is dropped).
+    NotOpen,
+}
+
+/// A landing under way.
+struct InFlight {
+    /// One past the last offset it covers: where the partition's next buffer
+    /// starts.
+    next: i64,
+    /// Encoded bytes it held when it started.
+    size: usize,
+    /// Memory it held when it started (encoders, file images, rejects).
+    memory: usize,
+    /// Rows outside the late-data window in it.
+    late: u64,
+}
+
+/// How a landing task ended: the partition, its log back, and the commit
+/// with whether the dead-letter route is settled, or the error; `Err` when
+/// the task itself panicked (the log is lost with it).
+type Outcome = (
+    TopicPartition,
+    Result<(PartitionLog, Result<(CommitRecord, bool), SinkError>), String>,
+);
 
 impl ParquetSink {
     /// Builds the sink. Opens no connection: storage is first touched when
@@ -108,6 +158,7 @@ impl ParquetSink {
             Some(t) => Some(Arc::new(PartitionTemplate::new(t, &cfg.timezone)?)),
             None => None,
         };
+        let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
         Ok(Self {
             lake,
             writer_id: tributary_lake::new_writer_id(worker_id),
@@ -122,6 +173,11 @@ impl ParquetSink {
             buffers: HashMap::new(),
             restart_at: HashMap::new(),
             dead_letter: None,
+            in_flight: HashMap::new(),
+            abandoned: HashMap::new(),
+            outcomes_tx,
+            outcomes,
+            results: VecDeque::new(),
             dead_letter_settled: HashSet::new(),
         })
     }
@@ -150,6 +206,163 @@ impl ParquetSink {
         }
     }
 
+    /// Whether the partition has a landing whose result was not taken yet:
+    /// its next buffer must wait, so that ranges are committed in order.
+    fn busy(&self, tp: &TopicPartition) -> bool {
+        self.in_flight.contains_key(tp) || self.results.iter().any(|(t, _)| t == tp)
+    }
+
+    /// Starts landing the partition's buffer on its own task, which reports
+    /// to `outcomes`.
+    fn start_landing(&mut self, tp: &TopicPartition) -> Started {
+        let Some(mut buffer) = self.buffers.remove(tp) else {
+            return Started::Nothing;
+        };
+        let Some(mut log) = self.logs.remove(tp) else {
+            return Started::NotOpen;
+        };
+        if log.next_offset().is_none() {
+            self.restart_at.insert(tp.clone(), buffer.range_start);
+        }
+        self.in_flight.insert(
+            tp.clone(),
+            InFlight {
+                next: buffer.last_offset.unwrap_or(buffer.range_start - 1) + 1,
+                size: buffer.size_bytes(),
+                memory: buffer.memory_bytes(),
+                late: buffer.late(),
+            },
+        );
+        let lake = self.lake.clone();
+        let writer = self.writer_id.clone();
+        let advisor = self.advisor.clone();
+        let file_bytes = self.file_bytes.clone();
+        let route = self.dead_letter.clone();
+        let rejects = buffer.take_rejects();
+        let may_exist = !self.dead_letter_settled.remove(tp);
+        let finishing = self.finishing.clone();
+        let task = tokio::spawn({
+            let tp = tp.clone();
+            async move {
+                // The semaphore is never closed.
+                let permit = finishing.acquire_owned().await;
+                let encoded = tokio::task::spawn_blocking({
+                    let tp = tp.clone();
+                    let writer = writer.clone();
+                    move || buffer.finish(&tp, &writer, &advisor, &file_bytes)
+                })
+                .await;
+                drop(permit);
+                let result = match encoded {
+                    Ok(Ok(mut landing)) => {
+                        match route_rejects(
+                            route.as_deref(),
+                            &log,
+                            &writer,
+                            rejects,
+                            may_exist,
+                            &mut landing,
+                        )
+                        .await
+                        {
+                            Ok(settles) => lake
+                                .land(&mut log, &writer, landing)
+                                .await
+                                .map(|record| (record, settles))
+                                .map_err(SinkError::from),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Ok(Err(e)) => Err(e),
+                    Err(join) => Err(SinkError::Encode {
+                        partition: tp.clone(),
+                        first_offset: -1,
+                        last_offset: -1,
+                        message: format!("encoding task failed: {join}"),
+                    }),
+                };
+                (log, result)
+            }
+        });
+        // Reports even a panicked task, so that nothing waits for it forever.
+        let outcomes = self.outcomes_tx.clone();
+        let tp = tp.clone();
+        tokio::spawn(async move {
+            let outcome = task.await.map_err(|e| e.to_string());
+            // The receiver lives as long as the sink; a dropped sink needs no answer.
+            let _ = outcomes.send((tp, outcome));
+        });
+        Started::Running
+    }
+
+    /// Takes in one ended landing. `None` for a closed partition's.
+    fn settle(
+        &mut self,
+        (tp, outcome): Outcome,
+    ) -> Option<(TopicPartition, Result<Option<Landed>, SinkError>)> {
+        if let Some(n) = self.abandoned.get_mut(&tp) {
+            *n -= 1;
+            if *n == 0 {
+                self.abandoned.remove(&tp);
+            }
+            debug!(partition = %tp, "A closed partition's landing ended; its outcome is dropped.");
+            return None;
+        }
+        let flight = self.in_flight.remove(&tp);
+        let (log, result) = match outcome {
+            Ok(o) => o,
+            Err(panic) => panic!("landing task of {tp} panicked: {panic}"),
+        };
+        self.logs.insert(tp.clone(), log);
+        let result = match result {
+            Ok((record, settles)) => {
+                self.restart_at.remove(&tp);
+                if settles {
+                    self.dead_letter_settled.insert(tp.clone());
+                }
+                let mut landed = record.to_landed();
+                landed.late = flight.map_or(0, |f| f.late);
+                Ok(Some(landed))
+            }
+            Err(e) => {
+                // Rows buffered after the failed range cannot land before
+                // it: the partition is re-read from its resume point.
+                if let Some(b) = self.buffers.remove(&tp) {
+                    debug!(partition = %tp, records = b.records, "Dropped the buffer after a failed landing.");
+                }
+                Err(e)
+            }
+        };
+        Some((tp, result))
+    }
+
+    /// Takes in ended landings until none of `partitions` has one under way.
+    async fn wait_for(&mut self, partitions: &[TopicPartition]) {
+        while partitions
+            .iter()
+            .any(|tp| self.in_flight.contains_key(tp) || self.abandoned.contains_key(tp))
+        {
+            let Some(outcome) = self.outcomes.recv().await else {
+                unreachable!("the sink holds a sender");
+            };
+            if let Some(result) = self.settle(outcome) {
+                self.results.push_back(result);
+            }
+        }
+    }
+
+    /// Removes and returns the results not taken yet of these partitions.
+    fn take_results(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Vec<(TopicPartition, Result<Option<Landed>, SinkError>)> {
+        let (mine, others): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.results)
+            .into_iter()
+            .partition(|(tp, _)| partitions.contains(tp));
+        self.results = others;
+        Vec::from(mine)
+    }
+
     fn is_due(&self, buffer: &PartitionBuffer, now: Instant) -> bool {
         let f = &self.cfg.flush;
         buffer.records >= f.max_records
@@ -164,6 +377,8 @@ impl Sink for ParquetSink {
         &mut self,
         partitions: &[TopicPartition],
     ) -> Result<Vec<(TopicPartition, ResumeAt)>, SinkError> {
+        // A landing of an earlier ownership may still be writing.
+        self.wait_for(partitions).await;
         let recoveries = partitions.iter().map(|tp| {
             let lake = self.lake.clone();
             let writer = self.writer_id.clone();
@@ -190,10 +405,17 @@ impl Sink for ParquetSink {
 
     async fn write(&mut self, batch: RowBatch) -> Result<(), SinkError> {
         let tp = batch.partition.clone();
-        let Some(log) = self.logs.get(&tp) else {
-            return Err(SinkError::NotOpen { partition: tp });
+        if self.results.iter().any(|(t, r)| t == &tp && r.is_err()) {
+            // A landing of it failed: it is about to be re-read from before
+            // this batch.
+            debug!(partition = %tp, first_offset = batch.first_offset, "Dropped a batch after a failed landing.");
+            return Ok(());
+        }
+        let next = match (self.in_flight.get(&tp), self.logs.get(&tp)) {
+            (Some(flight), _) => Some(flight.next),
+            (None, Some(log)) => log.next_offset(),
+            (None, None) => return Err(SinkError::NotOpen { partition: tp }),
         };
-        let next = log.next_offset();
         if let Some(next) = next {
             if batch.last_offset < next {
                 debug!(partition = %tp, last_offset = batch.last_offset, next, "Dropped a batch that is already landed.");
@@ -241,15 +463,16 @@ impl Sink for ParquetSink {
     fn due(&self, now: Instant) -> Vec<TopicPartition> {
         self.buffers
             .iter()
-            .filter(|(_, b)| self.is_due(b, now))
+            .filter(|(tp, b)| self.is_due(b, now) && !self.busy(tp))
             .map(|(tp, _)| tp.clone())
             .collect()
     }
 
     fn next_deadline(&self) -> Option<Instant> {
         self.buffers
-            .values()
-            .map(|b| b.opened_at + self.cfg.flush.max_age.0)
+            .iter()
+            .filter(|(tp, _)| !self.busy(tp))
+            .map(|(_, b)| b.opened_at + self.cfg.flush.max_age.0)
             .min()
     }
 
@@ -257,95 +480,59 @@ impl Sink for ParquetSink {
         &mut self,
         partitions: &[TopicPartition],
     ) -> Vec<(TopicPartition, Result<Option<Landed>, SinkError>)> {
-        let mut out = Vec::with_capacity(partitions.len());
-        let mut tasks = Vec::new();
-        let mut late = HashMap::new();
+        // Background landings of these partitions first: their ranges come
+        // before the buffers'.
+        self.wait_for(partitions).await;
+        let mut out = self.take_results(partitions);
+        let mut started = Vec::with_capacity(partitions.len());
         for tp in partitions {
-            let Some(mut buffer) = self.buffers.remove(tp) else {
-                out.push((tp.clone(), Ok(None)));
-                continue;
-            };
-            let Some(mut log) = self.logs.remove(tp) else {
-                out.push((
+            match self.start_landing(tp) {
+                Started::Running => started.push(tp.clone()),
+                Started::Nothing if out.iter().any(|(t, _)| t == tp) => {}
+                Started::Nothing => out.push((tp.clone(), Ok(None))),
+                Started::NotOpen => out.push((
                     tp.clone(),
                     Err(SinkError::NotOpen {
                         partition: tp.clone(),
                     }),
-                ));
-                continue;
-            };
-            if log.next_offset().is_none() {
-                self.restart_at.insert(tp.clone(), buffer.range_start);
+                )),
             }
-            late.insert(tp.clone(), buffer.late());
-            let lake = self.lake.clone();
-            let writer = self.writer_id.clone();
-            let advisor = self.advisor.clone();
-            let file_bytes = self.file_bytes.clone();
-            let route = self.dead_letter.clone();
-            let rejects = buffer.take_rejects();
-            let may_exist = !self.dead_letter_settled.remove(tp);
-            let finishing = self.finishing.clone();
-            let tp = tp.clone();
-            tasks.push(tokio::spawn(async move {
-                // The semaphore is never closed.
-                let permit = finishing.acquire_owned().await;
-                let encoded = tokio::task::spawn_blocking({
-                    let tp = tp.clone();
-                    let writer = writer.clone();
-                    move || buffer.finish(&tp, &writer, &advisor, &file_bytes)
-                })
-                .await;
-                drop(permit);
-                let result = match encoded {
-                    Ok(Ok(mut landing)) => {
-                        match route_rejects(
-                            route.as_deref(),
-                            &log,
-                            &writer,
-                            rejects,
-                            may_exist,
-                            &mut landing,
-                        )
-                        .await
-                        {
-                            Ok(settles) => lake
-                                .land(&mut log, &writer, landing)
-                                .await
-                                .map(|record| (record, settles))
-                                .map_err(SinkError::from),
-                            Err(e) => Err(e),
-                        }
-                    }
-                    Ok(Err(e)) => Err(e),
-                    Err(join) => Err(SinkError::Encode {
-                        partition: tp.clone(),
-                        first_offset: -1,
-                        last_offset: -1,
-                        message: format!("encoding task failed: {join}"),
-                    }),
-                };
-                (tp, log, result)
-            }));
         }
-        for task in tasks {
-            let (tp, log, result) = match task.await {
-                Ok(r) => r,
-                Err(e) => panic!("landing task panicked: {e}"),
-            };
-            let result = result.map(|(record, settles)| {
-                self.restart_at.remove(&tp);
-                if settles {
-                    self.dead_letter_settled.insert(tp.clone());
-                }
-                let mut landed = record.to_landed();
-                landed.late = late.get(&tp).copied().unwrap_or(0);
-                Some(landed)
-            });
-            self.logs.insert(tp.clone(), log);
-            out.push((tp, result));
-        }
+        self.wait_for(&started).await;
+        out.extend(self.take_results(&started));
         out
+    }
+
+    fn land_in_background(&mut self, partitions: &[TopicPartition]) -> Vec<TopicPartition> {
+        let mut started = Vec::with_capacity(partitions.len());
+        for tp in partitions {
+            if !self.busy(tp)
+                && self.logs.contains_key(tp)
+                && matches!(self.start_landing(tp), Started::Running)
+            {
+                started.push(tp.clone());
+            }
+        }
+        started
+    }
+
+    fn landing_in_background(&self) -> bool {
+        !self.in_flight.is_empty() || !self.results.is_empty()
+    }
+
+    async fn background_landed(&mut self) -> (TopicPartition, Result<Option<Landed>, SinkError>) {
+        loop {
+            if let Some(result) = self.results.pop_front() {
+                return result;
+            }
+            // Cancel-safe: an outcome received is settled before any await.
+            let Some(outcome) = self.outcomes.recv().await else {
+                unreachable!("the sink holds a sender");
+            };
+            if let Some(result) = self.settle(outcome) {
+                return result;
+            }
+        }
     }
 
     fn resume_point(&self, partition: &TopicPartition) -> ResumeAt {
@@ -363,6 +550,10 @@ impl Sink for ParquetSink {
             if let Some(b) = self.buffers.remove(tp) {
                 debug!(partition = %tp, records = b.records, "Dropped unlanded buffer.");
             }
+            if self.in_flight.remove(tp).is_some() {
+                *self.abandoned.entry(tp.clone()).or_default() += 1;
+            }
+            self.results.retain(|(t, _)| t != tp);
             self.logs.remove(tp);
             self.restart_at.remove(tp);
             self.dead_letter_settled.remove(tp);
@@ -370,18 +561,36 @@ impl Sink for ParquetSink {
     }
 
     fn buffered(&self) -> Vec<TopicPartition> {
-        self.buffers.keys().cloned().collect()
+        let mut partitions: Vec<TopicPartition> = self
+            .buffers
+            .keys()
+            .chain(self.in_flight.keys())
+            .chain(self.results.iter().map(|(tp, _)| tp))
+            .cloned()
+            .collect();
+        partitions.sort();
+        partitions.dedup();
+        partitions
     }
 
     fn buffered_bytes(&self) -> usize {
-        self.buffers.values().map(PartitionBuffer::size_bytes).sum()
+        self.buffers
+            .values()
+            .map(PartitionBuffer::size_bytes)
+            .chain(self.in_flight.values().map(|f| f.size))
+            .sum()
     }
 
     fn buffered_bytes_by_partition(&self) -> Vec<(TopicPartition, usize)> {
-        self.buffers
+        let mut by: HashMap<TopicPartition, usize> = self
+            .buffers
             .iter()
             .map(|(tp, b)| (tp.clone(), b.memory_bytes()))
-            .collect()
+            .collect();
+        for (tp, f) in &self.in_flight {
+            *by.entry(tp.clone()).or_default() += f.memory;
+        }
+        by.into_iter().collect()
     }
 }
 

@@ -1076,3 +1076,127 @@ async fn two_writers_landing_at_once_one_wins() {
         won.last_offset + 1
     );
 }
+
+#[tokio::test]
+async fn a_background_landing_lets_the_next_range_buffer_and_results_come_in_order() {
+    let t = TestLake::new().with_flush(|f| f.max_records = 10);
+    let mut sink = t.sink("worker-1");
+    let tp = TopicPartition::new("orders", 0);
+    let one = std::slice::from_ref(&tp);
+    assert_eq!(open_one(&mut sink, &tp).await, ResumeAt::Default);
+    assert!(!sink.landing_in_background());
+    write(&mut sink, rows(&tp, 0, 10, H0)).await;
+    let now = Instant::now();
+    assert_eq!(sink.due(now), vec![tp.clone()]);
+    assert_eq!(sink.land_in_background(one), vec![tp.clone()]);
+    assert!(sink.landing_in_background());
+    assert_eq!(sink.buffered(), vec![tp.clone()], "landing is not landed");
+
+    // The next range buffers meanwhile, from one past the landing one.
+    expect_encode(
+        sink.write(rows(&tp, 5, 10, H0)).await,
+        5,
+        14,
+        "reaches back into the landed range",
+    );
+    write(&mut sink, rows(&tp, 10, 10, H0 + HOUR)).await;
+    assert!(
+        sink.due(now).is_empty(),
+        "not due before the earlier range's result is taken"
+    );
+    assert!(sink.land_in_background(one).is_empty());
+    assert_eq!(sink.next_deadline(), None);
+
+    let (landed_tp, result) = sink.background_landed().await;
+    assert_eq!(landed_tp, tp);
+    let l = landed(result);
+    assert_eq!((l.seq, l.first_offset, l.last_offset), (0, 0, 9));
+    assert!(!sink.landing_in_background());
+    assert_eq!(sink.due(now), vec![tp.clone()]);
+
+    // `land` of a partition landing in the background gives that result
+    // first, then its buffer's.
+    assert_eq!(sink.land_in_background(one), vec![tp.clone()]);
+    write(&mut sink, rows(&tp, 20, 5, H0)).await;
+    let ranges: Vec<_> = sink
+        .land(one)
+        .await
+        .into_iter()
+        .map(|(t, r)| {
+            assert_eq!(t, tp);
+            let l = landed(r);
+            (l.seq, l.first_offset, l.last_offset)
+        })
+        .collect();
+    assert_eq!(ranges, vec![(1, 10, 19), (2, 20, 24)]);
+    assert!(sink.buffered().is_empty());
+    assert!(!sink.landing_in_background());
+    assert_eq!(sink.resume_point(&tp), ResumeAt::Offset(25));
+    let files = check_lake(&t.lake(), &tp).await;
+    assert_eq!(files.values().map(Vec::len).sum::<usize>(), 25);
+}
+
+#[tokio::test]
+async fn a_failed_background_landing_drops_the_rows_buffered_after_it() {
+    let store = Arc::new(FailingPuts::default());
+    let lake = Lake::open_with_store(store.clone(), "lake").expect("open the lake");
+    let t = TestLake::new();
+    let mut sink = ParquetSink::with_lake(lake.clone(), &t.cfg, "worker-1").expect("sink");
+    let tp = TopicPartition::new("orders", 0);
+    let one = std::slice::from_ref(&tp);
+    open_one(&mut sink, &tp).await;
+
+    store.fail_puts_containing(Some(".parquet"));
+    write(&mut sink, rows(&tp, 0, 10, H0)).await;
+    assert_eq!(sink.land_in_background(one), vec![tp.clone()]);
+    write(&mut sink, rows(&tp, 10, 10, H0)).await;
+    let (_, result) = sink.background_landed().await;
+    assert!(
+        matches!(result, Err(SinkError::Storage { .. })),
+        "{result:?}"
+    );
+    assert!(
+        sink.buffered().is_empty(),
+        "the rows after the failed range are gone with it"
+    );
+    assert_eq!(sink.resume_point(&tp), ResumeAt::Offset(0));
+
+    // Through `land`: only the background landing's error.
+    write(&mut sink, rows(&tp, 0, 10, H0)).await;
+    assert_eq!(sink.land_in_background(one), vec![tp.clone()]);
+    write(&mut sink, rows(&tp, 10, 5, H0)).await;
+    let results = sink.land(one).await;
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert!(matches!(results[0].1, Err(SinkError::Storage { .. })));
+    assert!(sink.buffered().is_empty());
+    assert!(lake.commits(&tp).await.expect("commits").is_empty());
+
+    // Re-read, land.
+    store.fail_puts_containing(None);
+    write(&mut sink, rows(&tp, 0, 20, H0)).await;
+    let l = landed(land_one(&mut sink, &tp).await);
+    assert_eq!((l.seq, l.first_offset, l.last_offset), (0, 0, 19));
+    let files = check_lake(&lake, &tp).await;
+    assert_eq!(files.values().map(Vec::len).sum::<usize>(), 20);
+}
+
+#[tokio::test]
+async fn a_partition_closed_while_landing_reopens_after_that_landing() {
+    let t = TestLake::new();
+    let mut sink = t.sink("worker-1");
+    let tp = TopicPartition::new("orders", 0);
+    open_one(&mut sink, &tp).await;
+    write(&mut sink, rows(&tp, 0, 10, H0)).await;
+    assert_eq!(
+        sink.land_in_background(std::slice::from_ref(&tp)),
+        vec![tp.clone()]
+    );
+    sink.close_partitions(std::slice::from_ref(&tp));
+    assert!(sink.buffered().is_empty());
+    assert!(!sink.landing_in_background(), "its result is not for us");
+
+    // Opening it again waits for the landing, which ran to its end.
+    assert_eq!(open_one(&mut sink, &tp).await, ResumeAt::Offset(10));
+    let files = check_lake(&t.lake(), &tp).await;
+    assert_eq!(files.values().map(Vec::len).sum::<usize>(), 10);
+}

@@ -140,23 +140,58 @@ pub trait Sink: Send {
     /// `Ok(Some(range))` once durable and committed to the lake, `Ok(None)`
     /// when nothing was buffered, or an error, after which the buffer is gone
     /// and the partition must be re-read from [`Sink::resume_point`].
+    ///
+    /// A partition with a background landing (see
+    /// [`Sink::land_in_background`]) whose result was not taken yet gets
+    /// that result first, then its buffer's. When the background landing
+    /// failed, the rows buffered after it were dropped with it: only its
+    /// error is given.
     async fn land(
         &mut self,
         partitions: &[TopicPartition],
     ) -> Vec<(TopicPartition, Result<Option<Landed>, SinkError>)>;
+
+    /// Starts landing the buffers of these partitions without waiting for
+    /// them, so that reading and converting go on while files are encoded
+    /// and written; their results come from [`Sink::background_landed`].
+    /// Returns the partitions it started; the runtime lands the others with
+    /// [`Sink::land`]. Until a partition's result is taken, the partition is
+    /// not [`Sink::due`]: its ranges land, and are committed, in order. The
+    /// default starts none.
+    fn land_in_background(&mut self, partitions: &[TopicPartition]) -> Vec<TopicPartition> {
+        let _ = partitions;
+        Vec::new()
+    }
+
+    /// Whether a landing started by [`Sink::land_in_background`] has a
+    /// result not taken yet.
+    fn landing_in_background(&self) -> bool {
+        false
+    }
+
+    /// The result of the next background landing to finish, as
+    /// [`Sink::land`] would have given it. Pending while none is under way;
+    /// cancel-safe.
+    async fn background_landed(&mut self) -> (TopicPartition, Result<Option<Landed>, SinkError>) {
+        std::future::pending().await
+    }
 
     /// Where the partition must be re-read from after an aborted or failed
     /// landing: one past the last landed offset, or where buffering began.
     fn resume_point(&self, partition: &TopicPartition) -> ResumeAt;
 
     /// Drops partitions (revoked, lost or fenced): buffers are discarded,
-    /// nothing landed is touched.
+    /// nothing landed is touched. Their background landings run to their
+    /// end, but their results are dropped; opening the partitions again
+    /// waits for them.
     fn close_partitions(&mut self, partitions: &[TopicPartition]);
 
-    /// Partitions with buffered rows.
+    /// Partitions with rows not landed yet: buffered, or landing in the
+    /// background with a result not taken yet.
     fn buffered(&self) -> Vec<TopicPartition>;
 
-    /// Bytes held in buffers (encoded and in-progress).
+    /// Bytes held in buffers (encoded and in-progress), background landings
+    /// included.
     fn buffered_bytes(&self) -> usize;
 
     /// Memory held per buffered partition, for the worker's memory budget

@@ -132,6 +132,8 @@ pub struct Pipeline {
     memory: Option<BudgetShare>,
     /// Reading from the source is paused: the budget is exhausted.
     memory_paused: bool,
+    /// When each background landing under way started.
+    landing_since: HashMap<TopicPartition, Instant>,
 }
 
 impl Pipeline {
@@ -166,6 +168,7 @@ impl Pipeline {
             lag: LagTracker::new(LagPolicy::default()),
             memory: None,
             memory_paused: false,
+            landing_since: HashMap::new(),
         }
     }
 
@@ -247,6 +250,9 @@ impl Pipeline {
                     return Ok(());
                 }
                 Some(command) = self.commands.recv() => self.command(command).await,
+                landed = self.sink.background_landed(), if self.sink.landing_in_background() => {
+                    self.landed_in_background(landed).await?;
+                }
                 _ = sample.tick() => self.sample(),
                 event = self.source.next(), if !self.memory_paused && !self.hold_source => {
                     let event = event.map_err(|source| RuntimeError::Source { pipeline: self.name.clone(), source })?;
@@ -265,7 +271,7 @@ impl Pipeline {
                 .filter(|tp| !self.cooling(tp, now))
                 .collect();
             if !due.is_empty() {
-                self.land_and_commit(&due).await?;
+                self.land_due(&due).await?;
             }
             self.relieve_memory().await?;
         }
@@ -469,6 +475,7 @@ impl Pipeline {
     fn release(&mut self, partitions: &[TopicPartition]) {
         self.sink.close_partitions(partitions);
         for tp in partitions {
+            self.landing_since.remove(tp);
             self.owned.remove(tp);
             self.seeking.remove(tp);
             self.retry.remove(tp);
@@ -484,6 +491,38 @@ impl Pipeline {
                 }
             }
         });
+    }
+
+    /// Starts landing partitions that reached a flush threshold in the
+    /// background where the sink can, so that reading goes on meanwhile;
+    /// lands and commits the others before returning.
+    async fn land_due(&mut self, due: &[TopicPartition]) -> Result<(), RuntimeError> {
+        let started = self.sink.land_in_background(due);
+        let now = Instant::now();
+        for tp in &started {
+            self.landing_since.insert(tp.clone(), now);
+        }
+        let rest: Vec<TopicPartition> = due
+            .iter()
+            .filter(|tp| !started.contains(tp))
+            .cloned()
+            .collect();
+        self.land_and_commit(&rest).await
+    }
+
+    /// Commits a background landing's range, or handles its failure.
+    async fn landed_in_background(
+        &mut self,
+        (tp, result): (TopicPartition, Result<Option<Landed>, SinkError>),
+    ) -> Result<(), RuntimeError> {
+        if let Some(since) = self.landing_since.remove(&tp) {
+            let took = since.elapsed();
+            self.status.send_modify(|s| {
+                s.timings.landing.observe(took);
+                s.timings.flush.observe(took);
+            });
+        }
+        self.settle(vec![(tp, result)]).await
     }
 
     /// Lands the partitions, then commits the source offsets of those that landed.
@@ -506,12 +545,27 @@ impl Pipeline {
         let results = self.sink.land(partitions).await;
         self.status
             .send_modify(|s| s.timings.landing.observe(landing_started.elapsed()));
-        let mut commits = Vec::new();
+        for tp in partitions {
+            self.landing_since.remove(tp);
+        }
+        self.settle(results).await
+    }
+
+    /// Records landing results and commits the offsets of the ranges landed;
+    /// a failed landing is retried by re-reading its partition, unless its
+    /// error is permanent.
+    async fn settle(
+        &mut self,
+        results: Vec<(TopicPartition, Result<Option<Landed>, SinkError>)>,
+    ) -> Result<(), RuntimeError> {
+        let mut commits: Vec<(TopicPartition, i64)> = Vec::new();
         let mut fatal = None;
         for (tp, result) in results {
             match result {
                 Ok(Some(landed)) => {
                     self.retry.remove(&tp);
+                    // A partition's ranges come in order: the last is the furthest.
+                    commits.retain(|(t, _)| t != &tp);
                     commits.push((tp.clone(), landed.next_offset()));
                     self.record_landing(&landed);
                 }
