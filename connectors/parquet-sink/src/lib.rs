@@ -125,8 +125,9 @@ struct InFlight {
     next: i64,
     /// Encoded bytes it held when it started.
     size: usize,
-    /// Memory it held when it started (encoders, file images, rejects).
-    memory: usize,
+    /// Memory it holds: its buffer's (encoders, file images, rejects) until
+    /// the files are finished, then their images', then none once written.
+    memory: Arc<AtomicUsize>,
     /// Rows outside the late-data window in it.
     late: u64,
 }
@@ -224,12 +225,13 @@ impl ParquetSink {
         if log.next_offset().is_none() {
             self.restart_at.insert(tp.clone(), buffer.range_start);
         }
+        let memory = Arc::new(AtomicUsize::new(buffer.memory_bytes()));
         self.in_flight.insert(
             tp.clone(),
             InFlight {
                 next: buffer.last_offset.unwrap_or(buffer.range_start - 1) + 1,
                 size: buffer.size_bytes(),
-                memory: buffer.memory_bytes(),
+                memory: memory.clone(),
                 late: buffer.late(),
             },
         );
@@ -255,6 +257,8 @@ impl ParquetSink {
                 drop(permit);
                 let result = match encoded {
                     Ok(Ok(mut landing)) => {
+                        let images = landing.files.iter().map(|f| f.bytes.len()).sum();
+                        memory.store(images, Ordering::Relaxed);
                         match route_rejects(
                             route.as_deref(),
                             &log,
@@ -265,11 +269,13 @@ impl ParquetSink {
                         )
                         .await
                         {
-                            Ok(settles) => lake
-                                .land(&mut log, &writer, landing)
-                                .await
-                                .map(|record| (record, settles))
-                                .map_err(SinkError::from),
+                            Ok(settles) => {
+                                let landed = lake.land(&mut log, &writer, landing).await;
+                                memory.store(0, Ordering::Relaxed);
+                                landed
+                                    .map(|record| (record, settles))
+                                    .map_err(SinkError::from)
+                            }
                             Err(e) => Err(e),
                         }
                     }
@@ -581,16 +587,18 @@ impl Sink for ParquetSink {
             .sum()
     }
 
+    fn landing_bytes(&self) -> usize {
+        self.in_flight
+            .values()
+            .map(|f| f.memory.load(Ordering::Relaxed))
+            .sum()
+    }
+
     fn buffered_bytes_by_partition(&self) -> Vec<(TopicPartition, usize)> {
-        let mut by: HashMap<TopicPartition, usize> = self
-            .buffers
+        self.buffers
             .iter()
             .map(|(tp, b)| (tp.clone(), b.memory_bytes()))
-            .collect();
-        for (tp, f) in &self.in_flight {
-            *by.entry(tp.clone()).or_default() += f.memory;
-        }
-        by.into_iter().collect()
+            .collect()
     }
 }
 

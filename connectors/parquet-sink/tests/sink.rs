@@ -1091,6 +1091,10 @@ async fn a_background_landing_lets_the_next_range_buffer_and_results_come_in_ord
     assert_eq!(sink.land_in_background(one), vec![tp.clone()]);
     assert!(sink.landing_in_background());
     assert_eq!(sink.buffered(), vec![tp.clone()], "landing is not landed");
+    assert!(
+        sink.buffered_bytes_by_partition().is_empty(),
+        "a landing is not a buffer to land early"
+    );
 
     // The next range buffers meanwhile, from one past the landing one.
     expect_encode(
@@ -1112,6 +1116,7 @@ async fn a_background_landing_lets_the_next_range_buffer_and_results_come_in_ord
     let l = landed(result);
     assert_eq!((l.seq, l.first_offset, l.last_offset), (0, 0, 9));
     assert!(!sink.landing_in_background());
+    assert_eq!(sink.landing_bytes(), 0);
     assert_eq!(sink.due(now), vec![tp.clone()]);
 
     // `land` of a partition landing in the background gives that result

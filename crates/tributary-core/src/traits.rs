@@ -194,8 +194,17 @@ pub trait Sink: Send {
     /// included.
     fn buffered_bytes(&self) -> usize;
 
-    /// Memory held per buffered partition, for the worker's memory budget
-    /// and for choosing which buffers to land early. The default spreads
+    /// Memory held by background landings under way (see
+    /// [`Sink::land_in_background`]). It counts against the worker's memory
+    /// budget, but landing early is no remedy for it: it is landing already.
+    /// The default: none.
+    fn landing_bytes(&self) -> usize {
+        0
+    }
+
+    /// Memory held per buffered partition, background landings not included,
+    /// for the worker's memory budget and for choosing which buffers to land
+    /// early. The default spreads
     /// [`Sink::buffered_bytes`] evenly; sinks that know better (allocations,
     /// not encoded sizes) say so.
     fn buffered_bytes_by_partition(&self) -> Vec<(TopicPartition, usize)> {

@@ -7,8 +7,10 @@
 //!   the worker. A pipeline that finds the total over this limit lands its
 //!   largest buffers early, down to three quarters of the limit (so it does
 //!   not land a sliver after every batch), and stops reading its source while
-//!   the total stays over the limit (other pipelines hold it, or its own
-//!   buffers are cooling down after a failed landing);
+//!   the total stays over the limit (other pipelines hold it, its own
+//!   buffers are cooling down after a failed landing, or landings under way
+//!   in the background hold it: those count, but are never picked to land
+//!   early — they are landing already);
 //! * **source queues** — an eighth, shared by the Kafka sources: each one's
 //!   librdkafka prefetch queue (`queued.max.messages.kbytes`) gets half of its
 //!   part (librdkafka counts payload bytes only; its per-message overhead and

@@ -284,8 +284,12 @@ impl Pipeline {
             return Ok(());
         };
         let limit = share.budget().sink_limit();
+        // Background landings count against the budget, but only buffers can
+        // be landed early: while landings hold the excess, reading pauses
+        // until they end.
+        let landing = self.sink.landing_bytes();
         let mut own = self.sink.buffered_bytes_by_partition();
-        share.report(own.iter().map(|(_, b)| b).sum());
+        share.report(landing + own.iter().map(|(_, b)| b).sum::<usize>());
         let now = Instant::now();
         own.retain(|(tp, _)| {
             self.owned.contains(tp) && !self.seeking.contains(tp) && !self.cooling(tp, now)
@@ -293,17 +297,28 @@ impl Pipeline {
         let early = memory::early_flush(&own, share.others(), limit);
         if !early.is_empty() {
             debug!(pipeline = %self.name, partitions = ?early, limit, "Over the memory budget; landing the largest buffers early.");
-            self.land_and_commit(&early).await?;
+            let started = self.start_landings(&early);
+            let rest: Vec<TopicPartition> = early
+                .into_iter()
+                .filter(|tp| !started.contains(tp))
+                .collect();
+            // A partition still landing in the background is landed once
+            // that landing ends; waiting for it here would stall reading.
+            if !self.sink.landing_in_background() {
+                self.land_and_commit(&rest).await?;
+            }
         }
         let Some(share) = &self.memory else {
             return Ok(());
         };
         share.report(
-            self.sink
-                .buffered_bytes_by_partition()
-                .iter()
-                .map(|(_, b)| b)
-                .sum(),
+            self.sink.landing_bytes()
+                + self
+                    .sink
+                    .buffered_bytes_by_partition()
+                    .iter()
+                    .map(|(_, b)| b)
+                    .sum::<usize>(),
         );
         let paused = share.over();
         if paused != self.memory_paused {
@@ -497,17 +512,24 @@ impl Pipeline {
     /// background where the sink can, so that reading goes on meanwhile;
     /// lands and commits the others before returning.
     async fn land_due(&mut self, due: &[TopicPartition]) -> Result<(), RuntimeError> {
-        let started = self.sink.land_in_background(due);
-        let now = Instant::now();
-        for tp in &started {
-            self.landing_since.insert(tp.clone(), now);
-        }
+        let started = self.start_landings(due);
         let rest: Vec<TopicPartition> = due
             .iter()
             .filter(|tp| !started.contains(tp))
             .cloned()
             .collect();
         self.land_and_commit(&rest).await
+    }
+
+    /// Starts landing in the background those of `partitions` the sink can
+    /// land so; returns them.
+    fn start_landings(&mut self, partitions: &[TopicPartition]) -> Vec<TopicPartition> {
+        let started = self.sink.land_in_background(partitions);
+        let now = Instant::now();
+        for tp in &started {
+            self.landing_since.insert(tp.clone(), now);
+        }
+        started
     }
 
     /// Commits a background landing's range, or handles its failure.
