@@ -15,8 +15,9 @@
 //! A due partition lands in the background ([`Sink::land_in_background`]):
 //! its buffer is finished and written on a task of its own while the
 //! pipeline reads on into a new buffer, whose range starts one past the
-//! landing one. A partition has at most one landing under way and is not
-//! due again until its result is taken, so its ranges commit in order; when
+//! landing one. A partition has at most one landing under way (when its
+//! next buffer comes due first, that waits), and results are given in the
+//! order ranges were started, so a partition's ranges commit in order; when
 //! a landing fails, what was buffered after it is dropped with it and the
 //! partition is re-read from before both.
 //!
@@ -205,12 +206,6 @@ impl ParquetSink {
         for buffer in self.buffers.values() {
             buffer.settled().await;
         }
-    }
-
-    /// Whether the partition has a landing whose result was not taken yet:
-    /// its next buffer must wait, so that ranges are committed in order.
-    fn busy(&self, tp: &TopicPartition) -> bool {
-        self.in_flight.contains_key(tp) || self.results.iter().any(|(t, _)| t == tp)
     }
 
     /// Starts landing the partition's buffer on its own task, which reports
@@ -469,16 +464,15 @@ impl Sink for ParquetSink {
     fn due(&self, now: Instant) -> Vec<TopicPartition> {
         self.buffers
             .iter()
-            .filter(|(tp, b)| self.is_due(b, now) && !self.busy(tp))
+            .filter(|(_, b)| self.is_due(b, now))
             .map(|(tp, _)| tp.clone())
             .collect()
     }
 
     fn next_deadline(&self) -> Option<Instant> {
         self.buffers
-            .iter()
-            .filter(|(tp, _)| !self.busy(tp))
-            .map(|(_, b)| b.opened_at + self.cfg.flush.max_age.0)
+            .values()
+            .map(|b| b.opened_at + self.cfg.flush.max_age.0)
             .min()
     }
 
@@ -509,13 +503,14 @@ impl Sink for ParquetSink {
         out
     }
 
-    fn land_in_background(&mut self, partitions: &[TopicPartition]) -> Vec<TopicPartition> {
+    async fn land_in_background(&mut self, partitions: &[TopicPartition]) -> Vec<TopicPartition> {
+        // The previous landings of these partitions end first: their buffers
+        // were not meant to grow past the thresholds meanwhile. Their results
+        // stay queued, ahead of the new ones.
+        self.wait_for(partitions).await;
         let mut started = Vec::with_capacity(partitions.len());
         for tp in partitions {
-            if !self.busy(tp)
-                && self.logs.contains_key(tp)
-                && matches!(self.start_landing(tp), Started::Running)
-            {
+            if self.logs.contains_key(tp) && matches!(self.start_landing(tp), Started::Running) {
                 started.push(tp.clone());
             }
         }

@@ -1088,13 +1088,14 @@ async fn a_background_landing_lets_the_next_range_buffer_and_results_come_in_ord
     write(&mut sink, rows(&tp, 0, 10, H0)).await;
     let now = Instant::now();
     assert_eq!(sink.due(now), vec![tp.clone()]);
-    assert_eq!(sink.land_in_background(one), vec![tp.clone()]);
+    assert_eq!(sink.land_in_background(one).await, vec![tp.clone()]);
     assert!(sink.landing_in_background());
     assert_eq!(sink.buffered(), vec![tp.clone()], "landing is not landed");
     assert!(
         sink.buffered_bytes_by_partition().is_empty(),
         "a landing is not a buffer to land early"
     );
+    assert!(sink.due(now).is_empty());
 
     // The next range buffers meanwhile, from one past the landing one.
     expect_encode(
@@ -1104,25 +1105,25 @@ async fn a_background_landing_lets_the_next_range_buffer_and_results_come_in_ord
         "reaches back into the landed range",
     );
     write(&mut sink, rows(&tp, 10, 10, H0 + HOUR)).await;
-    assert!(
-        sink.due(now).is_empty(),
-        "not due before the earlier range's result is taken"
-    );
-    assert!(sink.land_in_background(one).is_empty());
-    assert_eq!(sink.next_deadline(), None);
-
-    let (landed_tp, result) = sink.background_landed().await;
-    assert_eq!(landed_tp, tp);
-    let l = landed(result);
-    assert_eq!((l.seq, l.first_offset, l.last_offset), (0, 0, 9));
+    assert_eq!(sink.due(now), vec![tp.clone()]);
+    // Starting it waits for the first landing; results come in order.
+    assert_eq!(sink.land_in_background(one).await, vec![tp.clone()]);
+    let mut ranges = Vec::new();
+    for _ in 0..2 {
+        let (landed_tp, result) = sink.background_landed().await;
+        assert_eq!(landed_tp, tp);
+        let l = landed(result);
+        ranges.push((l.seq, l.first_offset, l.last_offset));
+    }
+    assert_eq!(ranges, vec![(0, 0, 9), (1, 10, 19)]);
     assert!(!sink.landing_in_background());
     assert_eq!(sink.landing_bytes(), 0);
-    assert_eq!(sink.due(now), vec![tp.clone()]);
 
     // `land` of a partition landing in the background gives that result
     // first, then its buffer's.
-    assert_eq!(sink.land_in_background(one), vec![tp.clone()]);
-    write(&mut sink, rows(&tp, 20, 5, H0)).await;
+    write(&mut sink, rows(&tp, 20, 10, H0)).await;
+    assert_eq!(sink.land_in_background(one).await, vec![tp.clone()]);
+    write(&mut sink, rows(&tp, 30, 5, H0)).await;
     let ranges: Vec<_> = sink
         .land(one)
         .await
@@ -1133,12 +1134,12 @@ async fn a_background_landing_lets_the_next_range_buffer_and_results_come_in_ord
             (l.seq, l.first_offset, l.last_offset)
         })
         .collect();
-    assert_eq!(ranges, vec![(1, 10, 19), (2, 20, 24)]);
+    assert_eq!(ranges, vec![(2, 20, 29), (3, 30, 34)]);
     assert!(sink.buffered().is_empty());
     assert!(!sink.landing_in_background());
-    assert_eq!(sink.resume_point(&tp), ResumeAt::Offset(25));
+    assert_eq!(sink.resume_point(&tp), ResumeAt::Offset(35));
     let files = check_lake(&t.lake(), &tp).await;
-    assert_eq!(files.values().map(Vec::len).sum::<usize>(), 25);
+    assert_eq!(files.values().map(Vec::len).sum::<usize>(), 35);
 }
 
 #[tokio::test]
@@ -1153,7 +1154,7 @@ async fn a_failed_background_landing_drops_the_rows_buffered_after_it() {
 
     store.fail_puts_containing(Some(".parquet"));
     write(&mut sink, rows(&tp, 0, 10, H0)).await;
-    assert_eq!(sink.land_in_background(one), vec![tp.clone()]);
+    assert_eq!(sink.land_in_background(one).await, vec![tp.clone()]);
     write(&mut sink, rows(&tp, 10, 10, H0)).await;
     let (_, result) = sink.background_landed().await;
     assert!(
@@ -1168,7 +1169,7 @@ async fn a_failed_background_landing_drops_the_rows_buffered_after_it() {
 
     // Through `land`: only the background landing's error.
     write(&mut sink, rows(&tp, 0, 10, H0)).await;
-    assert_eq!(sink.land_in_background(one), vec![tp.clone()]);
+    assert_eq!(sink.land_in_background(one).await, vec![tp.clone()]);
     write(&mut sink, rows(&tp, 10, 5, H0)).await;
     let results = sink.land(one).await;
     assert_eq!(results.len(), 1, "{results:?}");
@@ -1193,7 +1194,7 @@ async fn a_partition_closed_while_landing_reopens_after_that_landing() {
     open_one(&mut sink, &tp).await;
     write(&mut sink, rows(&tp, 0, 10, H0)).await;
     assert_eq!(
-        sink.land_in_background(std::slice::from_ref(&tp)),
+        sink.land_in_background(std::slice::from_ref(&tp)).await,
         vec![tp.clone()]
     );
     sink.close_partitions(std::slice::from_ref(&tp));

@@ -100,6 +100,26 @@ async fn lake_extent(lake: &Lake, tp: &TopicPartition) -> anyhow::Result<Option<
     })
 }
 
+/// A run lands partitions concurrently, so a crashed one may have left the
+/// intent of a landing it committed in a partition now landed to its end,
+/// which no pass reads (and recovers) again: removes such leftovers. Fences
+/// nothing, so a daemon landing beside the backfill is not disturbed.
+async fn tidy_landed(
+    lake: &Lake,
+    partitions: impl Iterator<Item = &TopicPartition>,
+) -> anyhow::Result<()> {
+    for tp in partitions {
+        let removed = lake
+            .tidy(tp)
+            .await
+            .with_context(|| format!("removing leftovers of finished landings of {tp}"))?;
+        if removed > 0 {
+            info!(partition = %tp, intents = removed, "Removed what finished landings left behind.");
+        }
+    }
+    Ok(())
+}
+
 fn lake_of(p: &PipelineConfig) -> anyhow::Result<Lake> {
     match &p.sink {
         SinkConfig::Parquet(s) => Lake::open(&s.url, &s.storage)
@@ -395,6 +415,10 @@ mod kafka {
         let mut current = first_plan;
         let mut passes = 0;
         let writer = format!("backfill-{}", config.worker.id);
+        let landed = current
+            .iter()
+            .filter(|x| x.start >= x.end && x.lake_next.is_some());
+        tidy_landed(&lake, landed.map(|x| &x.partition)).await?;
         // The worker's memory budget bounds this run's buffers and prefetch too.
         let budget = MemoryBudget::new(config.worker.memory_budget.0);
         let outcome: anyhow::Result<()> = loop {
@@ -758,6 +782,8 @@ mod files {
         let mut reporter = Reporter::new(todo as u64, args.progress_interval, "input_files");
         let mut totals = Totals::default();
         let writer = format!("backfill-{}", config.worker.id);
+        let landed = before.iter().filter(|s| s.complete());
+        tidy_landed(&lake, landed.map(|s| &s.file.partition)).await?;
         // The worker's memory budget bounds this run's buffers and prefetch too.
         let budget = MemoryBudget::new(config.worker.memory_budget.0);
         let mut passes = 0;

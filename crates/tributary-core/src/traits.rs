@@ -153,12 +153,14 @@ pub trait Sink: Send {
 
     /// Starts landing the buffers of these partitions without waiting for
     /// them, so that reading and converting go on while files are encoded
-    /// and written; their results come from [`Sink::background_landed`].
-    /// Returns the partitions it started; the runtime lands the others with
-    /// [`Sink::land`]. Until a partition's result is taken, the partition is
-    /// not [`Sink::due`]: its ranges land, and are committed, in order. The
-    /// default starts none.
-    fn land_in_background(&mut self, partitions: &[TopicPartition]) -> Vec<TopicPartition> {
+    /// and written; their results come from [`Sink::background_landed`], a
+    /// partition's in the order its ranges were started. A partition whose
+    /// previous landing is still under way waits for it to end first: a
+    /// partition has one landing under way at most, and its buffers stay
+    /// within the flush thresholds. Returns the partitions it started; the
+    /// runtime lands the others with [`Sink::land`]. The default starts
+    /// none.
+    async fn land_in_background(&mut self, partitions: &[TopicPartition]) -> Vec<TopicPartition> {
         let _ = partitions;
         Vec::new()
     }

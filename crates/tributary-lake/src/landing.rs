@@ -237,6 +237,23 @@ impl Lake {
         Ok(log)
     }
 
+    /// Removes what finished landings left behind in a partition (intents
+    /// of committed ranges, and files their commits do not list) without
+    /// fencing anything, so it is safe beside writers still landing. Returns
+    /// how many intents it removed.
+    pub async fn tidy(&self, tp: &TopicPartition) -> Result<usize, LakeError> {
+        validate_partition(tp)?;
+        let log = self.scan(tp).await?;
+        let mut removed = 0;
+        for entry in self.intent_entries(tp).await? {
+            if entry.seq < log.next_seq {
+                self.clean_leftover(tp, &entry).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Lands a range: writes the intent, the files and commit record
     /// `log.next_seq`, and advances `log`. See the [module docs](self).
     ///

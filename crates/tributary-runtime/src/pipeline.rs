@@ -297,16 +297,7 @@ impl Pipeline {
         let early = memory::early_flush(&own, share.others(), limit);
         if !early.is_empty() {
             debug!(pipeline = %self.name, partitions = ?early, limit, "Over the memory budget; landing the largest buffers early.");
-            let started = self.start_landings(&early);
-            let rest: Vec<TopicPartition> = early
-                .into_iter()
-                .filter(|tp| !started.contains(tp))
-                .collect();
-            // A partition still landing in the background is landed once
-            // that landing ends; waiting for it here would stall reading.
-            if !self.sink.landing_in_background() {
-                self.land_and_commit(&rest).await?;
-            }
+            self.land_due(&early).await?;
         }
         let Some(share) = &self.memory else {
             return Ok(());
@@ -508,28 +499,21 @@ impl Pipeline {
         });
     }
 
-    /// Starts landing partitions that reached a flush threshold in the
+    /// Starts landing partitions (due, or picked to relieve memory) in the
     /// background where the sink can, so that reading goes on meanwhile;
     /// lands and commits the others before returning.
     async fn land_due(&mut self, due: &[TopicPartition]) -> Result<(), RuntimeError> {
-        let started = self.start_landings(due);
+        let started = self.sink.land_in_background(due).await;
+        let now = Instant::now();
+        for tp in &started {
+            self.landing_since.insert(tp.clone(), now);
+        }
         let rest: Vec<TopicPartition> = due
             .iter()
             .filter(|tp| !started.contains(tp))
             .cloned()
             .collect();
         self.land_and_commit(&rest).await
-    }
-
-    /// Starts landing in the background those of `partitions` the sink can
-    /// land so; returns them.
-    fn start_landings(&mut self, partitions: &[TopicPartition]) -> Vec<TopicPartition> {
-        let started = self.sink.land_in_background(partitions);
-        let now = Instant::now();
-        for tp in &started {
-            self.landing_since.insert(tp.clone(), now);
-        }
-        started
     }
 
     /// Commits a background landing's range, or handles its failure.
