@@ -287,9 +287,8 @@ impl Pipeline {
         // Background landings count against the budget, but only buffers can
         // be landed early: while landings hold the excess, reading pauses
         // until they end.
-        let landing = self.sink.landing_bytes();
+        share.report(sink_memory(self.sink.as_ref()));
         let mut own = self.sink.buffered_bytes_by_partition();
-        share.report(landing + own.iter().map(|(_, b)| b).sum::<usize>());
         let now = Instant::now();
         own.retain(|(tp, _)| {
             self.owned.contains(tp) && !self.seeking.contains(tp) && !self.cooling(tp, now)
@@ -302,15 +301,7 @@ impl Pipeline {
         let Some(share) = &self.memory else {
             return Ok(());
         };
-        share.report(
-            self.sink.landing_bytes()
-                + self
-                    .sink
-                    .buffered_bytes_by_partition()
-                    .iter()
-                    .map(|(_, b)| b)
-                    .sum::<usize>(),
-        );
+        share.report(sink_memory(self.sink.as_ref()));
         let paused = share.over();
         if paused != self.memory_paused {
             info!(pipeline = %self.name, paused, held = share.budget().used(), limit, "Memory budget: reading {}.", if paused { "paused" } else { "resumed" });
@@ -820,6 +811,17 @@ impl Pipeline {
     }
 }
 // --- end control API ---
+
+/// What a sink holds against the memory budget: its buffers and its
+/// landings under way.
+fn sink_memory(sink: &dyn Sink) -> usize {
+    sink.landing_bytes()
+        + sink
+            .buffered_bytes_by_partition()
+            .iter()
+            .map(|(_, b)| b)
+            .sum::<usize>()
+}
 
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
