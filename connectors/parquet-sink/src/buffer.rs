@@ -13,7 +13,7 @@ use parquet::file::properties::WriterProperties;
 use tracing::debug;
 use tributary_core::{Reject, RowBatch, SinkError, TopicPartition};
 use tributary_formats::evolution::{EvolutionPolicy, TableSchema};
-use tributary_lake::{FileKind, Landing, LateData, PartitionTemplate, PendingFile};
+use tributary_lake::{FileKind, Image, Landing, LateData, PartitionTemplate, PendingFile};
 
 use crate::encoder::{Encoder, Failure};
 use crate::encoding::{sampled_properties, DictionaryAdvisor};
@@ -235,7 +235,7 @@ impl PartitionBuffer {
             Some(i) => i,
             None => {
                 let props = sampled_properties(props, rows).unwrap_or_else(|| props.clone());
-                let image = Vec::with_capacity(self.image_capacity);
+                let image = Image::with_capacity(self.image_capacity);
                 let writer = ArrowWriter::try_new(image, schema.clone(), Some(props))
                     .map_err(|e| encode_err(format!("cannot start a Parquet file: {e}")))?;
                 // Against the newest file of the time partition: the widest schema.
@@ -340,7 +340,7 @@ impl PartitionBuffer {
                 ),
                 kind: FileKind::Data,
                 rows: f.rows,
-                bytes: Bytes::from(bytes),
+                bytes: bytes.into_bytes(),
             });
         }
         if self.dead_lettered > 0 && self.kept_rejects.is_none() {

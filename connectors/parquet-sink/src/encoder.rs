@@ -22,6 +22,7 @@ use std::thread;
 use arrow::array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use tokio::sync::{mpsc, watch};
+use tributary_lake::Image;
 
 /// Batches that may wait for one encoder thread.
 const QUEUE: usize = 4;
@@ -36,7 +37,7 @@ pub(crate) struct Failure {
 
 enum Job {
     /// A new file; the thread keeps writers in the order they were opened.
-    Open(Box<ArrowWriter<Vec<u8>>>),
+    Open(Box<ArrowWriter<Image>>),
     /// Rows for the file at this index.
     Write {
         file: usize,
@@ -76,7 +77,7 @@ pub(crate) struct Encoder {
     jobs: Option<mpsc::Sender<Job>>,
     /// Jobs sent to the thread.
     sent: AtomicU64,
-    thread: Option<thread::JoinHandle<Vec<ArrowWriter<Vec<u8>>>>>,
+    thread: Option<thread::JoinHandle<Vec<ArrowWriter<Image>>>>,
     shared: Arc<Shared>,
 }
 
@@ -111,7 +112,7 @@ impl Encoder {
     }
 
     /// Adds a file; later [`Encoder::write`]s name it by its position.
-    pub async fn open(&self, writer: ArrowWriter<Vec<u8>>) -> Result<(), Failure> {
+    pub async fn open(&self, writer: ArrowWriter<Image>) -> Result<(), Failure> {
         self.send(Job::Open(Box::new(writer)), -1, -1).await
     }
 
@@ -182,7 +183,7 @@ impl Encoder {
 
     /// Waits until every queued batch is encoded and returns the writers,
     /// in the order they were opened. Blocks: call it off the async runtime.
-    pub fn join(mut self) -> Result<Vec<ArrowWriter<Vec<u8>>>, Failure> {
+    pub fn join(mut self) -> Result<Vec<ArrowWriter<Image>>, Failure> {
         self.jobs = None;
         let thread = self.thread.take();
         let writers = match thread.map(thread::JoinHandle::join) {
@@ -212,8 +213,8 @@ impl Drop for Encoder {
 }
 
 /// The thread: encodes jobs in order until the handle closes the channel.
-fn encode(mut jobs: mpsc::Receiver<Job>, shared: &Shared) -> Vec<ArrowWriter<Vec<u8>>> {
-    let mut writers: Vec<ArrowWriter<Vec<u8>>> = Vec::new();
+fn encode(mut jobs: mpsc::Receiver<Job>, shared: &Shared) -> Vec<ArrowWriter<Image>> {
+    let mut writers: Vec<ArrowWriter<Image>> = Vec::new();
     let mut failed = false;
     while let Some(job) = jobs.blocking_recv() {
         match job {
@@ -259,7 +260,7 @@ fn encode(mut jobs: mpsc::Receiver<Job>, shared: &Shared) -> Vec<ArrowWriter<Vec
 }
 
 /// Publishes the writers' sizes for the flush thresholds and the budget.
-fn publish(writers: &[ArrowWriter<Vec<u8>>], shared: &Shared) {
+fn publish(writers: &[ArrowWriter<Image>], shared: &Shared) {
     let (encoded, memory) = writers.iter().fold((0, 0), |(e, m), w| {
         (
             e + w.bytes_written() + w.in_progress_size(),
@@ -284,8 +285,8 @@ mod tests {
         RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap()
     }
 
-    fn writer() -> ArrowWriter<Vec<u8>> {
-        ArrowWriter::try_new(Vec::new(), batch(&[]).schema(), None).unwrap()
+    fn writer() -> ArrowWriter<Image> {
+        ArrowWriter::try_new(Image::default(), batch(&[]).schema(), None).unwrap()
     }
 
     #[tokio::test]
@@ -306,7 +307,7 @@ mod tests {
         let rows: Vec<Vec<i64>> = writers
             .into_iter()
             .map(|w| {
-                let bytes = bytes::Bytes::from(w.into_inner().unwrap());
+                let bytes = w.into_inner().unwrap().into_bytes();
                 let reader =
                     parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes, 1024)
                         .unwrap();

@@ -81,6 +81,7 @@ macro_rules! crash_point {
 
 mod commit;
 mod error;
+mod image;
 mod lake;
 pub mod landing;
 mod layout;
@@ -98,6 +99,7 @@ pub mod faults;
 
 pub use commit::{CommitRecord, CommittedFile, FileKind, IntentRecord, RECORD_VERSION};
 pub use error::LakeError;
+pub use image::{Image, PAGE};
 pub use lake::Lake;
 pub use landing::{Landing, PartitionLog, PendingFile};
 pub use layout::{

@@ -646,7 +646,8 @@ impl Column {
             }
             (Column::Date32(v), _) => {
                 let value = match first {
-                    b'"' => input.with_string(|text| Date32Type::parse(std::str::from_utf8(text).ok()?))?,
+                    b'"' => input
+                        .with_string(|text| Date32Type::parse(std::str::from_utf8(text).ok()?))?,
                     _ => {
                         let (number, integer) = input.number()?;
                         if !integer {
