@@ -313,13 +313,14 @@ impl PartitionBuffer {
             });
         }
         let mut files = Vec::with_capacity(self.files.len() + 1);
+        let mut largest = 0;
         for (f, mut writer) in self.files.into_iter().zip(writers) {
             let bytes = writer
                 .finish()
                 .map(|metadata| {
                     advisor.learn(&metadata);
                     let mut image = std::mem::take(writer.inner_mut());
-                    file_bytes.store(image.len(), Ordering::Relaxed);
+                    largest = largest.max(image.len());
                     // Give the slack back before the image waits for its
                     // upload.
                     image.shrink_to_fit();
@@ -342,6 +343,12 @@ impl PartitionBuffer {
                 rows: f.rows,
                 bytes: bytes.into_bytes(),
             });
+        }
+        if largest > 0 {
+            // The largest of the landing: a buffer that crossed into a new
+            // time partition also wrote a small file, and the next buffer's
+            // files would otherwise reserve by that one and grow.
+            file_bytes.store(largest, Ordering::Relaxed);
         }
         if self.dead_lettered > 0 && self.kept_rejects.is_none() {
             files.push(PendingFile {

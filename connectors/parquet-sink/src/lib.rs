@@ -77,8 +77,8 @@ pub struct ParquetSink {
     /// several partitions landed early together under memory pressure would
     /// otherwise all hold that at once. Uploads still run concurrently.
     finishing: Arc<tokio::sync::Semaphore>,
-    /// Size of the latest file image finished: new files reserve a quarter
-    /// more.
+    /// Size of the largest file image of the latest landing: new files
+    /// reserve a quarter more.
     file_bytes: Arc<AtomicUsize>,
     template: Option<Arc<PartitionTemplate>>,
     /// Which time late records are partitioned by (`late_data`).

@@ -57,19 +57,31 @@ impl Image {
         &self.buf[self.start..]
     }
 
-    /// Makes room for `more` bytes of content. A `Vec` would grow by
-    /// reallocating wherever the allocator likes; this moves the content to
-    /// a new page boundary instead (doubling, as a `Vec` does), so an image
-    /// that outgrew its estimate still starts on a page.
+    /// Makes room for `more` bytes of content, growing by half (the
+    /// allocator extends a block in place when it can). When the block
+    /// moved, the content is moved within it to the new block's first page
+    /// boundary, so an image that outgrew its estimate still starts on a
+    /// page.
     fn reserve(&mut self, more: usize) {
         if self.buf.capacity() - self.buf.len() >= more {
             return;
         }
         let content = self.len();
-        let wanted = (content + more).max(content * 2).max(PAGE);
-        let mut grown = Self::with_capacity(wanted);
-        grown.buf.extend_from_slice(self.as_slice());
-        *self = grown;
+        let wanted = (content + more).max(content + content / 2).max(PAGE);
+        // Room for the content and for padding up to a page, wherever the
+        // block lands.
+        self.buf
+            .reserve_exact(wanted + PAGE - 1 - self.start - content);
+        let start = (PAGE - self.buf.as_ptr() as usize % PAGE) % PAGE;
+        if start != self.start {
+            let end = self.buf.len();
+            if start > self.start {
+                self.buf.resize(start + content, 0);
+            }
+            self.buf.copy_within(self.start..end, start);
+            self.buf.truncate(start + content);
+            self.start = start;
+        }
     }
 
     /// Gives back the unused capacity. glibc shrinks a block in place, so
@@ -138,5 +150,16 @@ mod tests {
         );
         assert_eq!(&image.into_bytes()[..], &data[..]);
         assert!(Image::with_capacity(0).into_bytes().is_empty());
+        // Blocks moved by the allocator land at every offset from a page:
+        // the content is moved left and right within them.
+        for capacity in [0, 1, 100, 4095, 4096, 5000] {
+            let mut image = Image::with_capacity(capacity);
+            for (i, chunk) in data.chunks(1 + capacity % 997).enumerate().take(200) {
+                image.write_all(chunk).unwrap();
+                let written = data.chunks(1 + capacity % 997).take(i + 1).flatten();
+                assert!(image.as_slice().iter().eq(written));
+                assert_eq!(image.as_slice().as_ptr() as usize % PAGE, 0);
+            }
+        }
     }
 }
