@@ -402,6 +402,30 @@ mod tests {
         assert_eq!(names.len(), 4, "no temporary file left: {names:?}");
     }
 
+    /// Only large, page-aligned data is written directly; when it is, the
+    /// file holds exactly the data (or the filesystem said it cannot).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn direct_writes_take_large_aligned_data_only() {
+        use std::io::Write as _;
+
+        let tmp = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..DIRECT_MIN + 777).map(|i| (i % 253) as u8).collect();
+        let mut image = crate::Image::with_capacity(data.len() + 1);
+        image.write_all(&data).unwrap();
+        let aligned = image.into_bytes();
+        let small = &aligned[..DIRECT_MIN - 1];
+        let unaligned = &aligned[1..];
+        assert!(write_direct(&tmp.path().join("small"), small).is_none());
+        assert!(write_direct(&tmp.path().join("unaligned"), unaligned).is_none());
+        let path = tmp.path().join("aligned");
+        match write_direct(&path, &aligned) {
+            Some(Ok(())) => assert!(fs::read(&path).unwrap() == data),
+            Some(Err(e)) => assert!(direct_unsupported(&e), "{e}"),
+            None => panic!("large aligned data was not written directly"),
+        }
+    }
+
     #[tokio::test]
     async fn durable_writes_leave_no_temp_files() {
         let tmp = tempfile::tempdir().unwrap();
