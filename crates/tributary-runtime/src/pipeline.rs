@@ -287,8 +287,8 @@ impl Pipeline {
         // Background landings count against the budget, but only buffers can
         // be landed early: while landings hold the excess, reading pauses
         // until they end.
-        share.report(sink_memory(self.sink.as_ref()));
         let mut own = self.sink.buffered_bytes_by_partition();
+        share.report(sink_memory(self.sink.as_ref(), &own));
         let now = Instant::now();
         own.retain(|(tp, _)| {
             self.owned.contains(tp) && !self.seeking.contains(tp) && !self.cooling(tp, now)
@@ -301,7 +301,10 @@ impl Pipeline {
         let Some(share) = &self.memory else {
             return Ok(());
         };
-        share.report(sink_memory(self.sink.as_ref()));
+        share.report(sink_memory(
+            self.sink.as_ref(),
+            &self.sink.buffered_bytes_by_partition(),
+        ));
         let paused = share.over();
         if paused != self.memory_paused {
             info!(pipeline = %self.name, paused, held = share.budget().used(), limit, "Memory budget: reading {}.", if paused { "paused" } else { "resumed" });
@@ -812,15 +815,10 @@ impl Pipeline {
 }
 // --- end control API ---
 
-/// What a sink holds against the memory budget: its buffers and its
-/// landings under way.
-fn sink_memory(sink: &dyn Sink) -> usize {
-    sink.landing_bytes()
-        + sink
-            .buffered_bytes_by_partition()
-            .iter()
-            .map(|(_, b)| b)
-            .sum::<usize>()
+/// What a sink holds against the memory budget: its buffers (`buffers`,
+/// from `buffered_bytes_by_partition`) and its landings under way.
+fn sink_memory(sink: &dyn Sink, buffers: &[(TopicPartition, usize)]) -> usize {
+    sink.landing_bytes() + buffers.iter().map(|(_, b)| b).sum::<usize>()
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
