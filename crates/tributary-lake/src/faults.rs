@@ -1026,6 +1026,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_lake_with_retries_gets_through_errors_beneath_it() {
+        let (_mem, store) = store("error_rate=0.2,seed=3");
+        let store = Arc::new(store);
+        let lake = crate::Lake::open_with_store(store.clone(), "orders")
+            .unwrap()
+            .with_retries();
+        for i in 0..20 {
+            lake.storage
+                .put(&format!("f{i}"), Bytes::from_static(b"x"))
+                .await
+                .expect("put retried");
+        }
+        assert_eq!(lake.list("").await.expect("list retried").len(), 20);
+        let stats = store.stats();
+        assert!(stats.errors > 0, "{stats:?}");
+        assert_eq!(stats.requests, 21 + stats.errors, "{stats:?}");
+    }
+
+    #[tokio::test]
     async fn lost_responses_take_effect() {
         let (mem, store) = store("lost_response_rate=1");
         let path = ObjectPath::from("c/commit.json");

@@ -80,6 +80,17 @@ impl Lake {
         })
     }
 
+    /// This lake with each idempotent request retried on retryable errors,
+    /// as [`Lake::open`] does (see the `retry` module): for a lake built by
+    /// [`Lake::open_with_store`] that should behave like a configured one,
+    /// with a store's faults beneath the retries.
+    pub fn with_retries(self) -> Lake {
+        Lake {
+            storage: Arc::new(crate::retry::RetryingStorage::new(self.storage)),
+            location: self.location,
+        }
+    }
+
     /// The URL (or store description) the lake was opened with.
     pub fn location(&self) -> &str {
         &self.location
