@@ -180,20 +180,51 @@ impl<C: ConsumerContext + 'static> FetchQueue<C> {
             n
         };
         let rk = self.consumer.client().native_ptr();
-        for &m in &self.buf {
-            // SAFETY: librdkafka returned a valid message, destroyed right after.
+        // Every message lives until all are handed on (the guard destroys
+        // them), and each holds its topic: a name read for one message stays
+        // valid for the later ones of the same topic handle, so it is read
+        // (and its UTF-8 checked) once per run of a topic, not per message.
+        let taken = Taken(&mut self.buf);
+        let mut topic: (*mut rdsys::rd_kafka_topic_t, &str) = (ptr::null_mut(), "");
+        for &m in taken.0.iter() {
+            // SAFETY: librdkafka returned a valid message, destroyed by `taken`.
             let msg = unsafe { &*m };
             if msg.err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
-                each(Ok(Fetched(msg)));
+                if msg.rkt != topic.0 {
+                    topic = (msg.rkt, topic_name(msg.rkt));
+                }
+                each(Ok(Fetched {
+                    msg,
+                    topic: topic.1,
+                }));
             } else {
                 each(Err(message_error(rk, msg)));
             }
-            // SAFETY: destroyed once, after its last use.
-            unsafe { rdsys::rd_kafka_message_destroy(m) };
         }
-        self.buf.clear();
         n
     }
+}
+
+/// Messages taken by one [`FetchQueue::take`]; destroyed, and the buffer
+/// emptied, when dropped.
+struct Taken<'a>(&'a mut Vec<*mut rdsys::rd_kafka_message_t>);
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        for m in self.0.drain(..) {
+            // SAFETY: each message is destroyed once, after its last use.
+            unsafe { rdsys::rd_kafka_message_destroy(m) };
+        }
+    }
+}
+
+/// The name of a message's topic. The caller keeps a message of the topic
+/// alive while it uses the name (the message holds the topic handle).
+fn topic_name<'a>(rkt: *mut rdsys::rd_kafka_topic_t) -> &'a str {
+    // SAFETY: a fetched message's topic handle is valid and its name is
+    // NUL-terminated; it lives as long as the handle (see above).
+    let name = unsafe { CStr::from_ptr(rdsys::rd_kafka_topic_name(rkt)) };
+    name.to_str().unwrap_or("")
 }
 
 impl<C: ConsumerContext + 'static> Drop for FetchQueue<C> {
@@ -270,44 +301,45 @@ impl Polled for BorrowedMessage<'_> {
 }
 
 /// A message taken by [`FetchQueue::take`], valid during the callback.
-pub struct Fetched<'a>(&'a rdsys::rd_kafka_message_t);
+pub struct Fetched<'a> {
+    msg: &'a rdsys::rd_kafka_message_t,
+    /// Its topic's name.
+    topic: &'a str,
+}
 
 impl Polled for Fetched<'_> {
     fn topic(&self) -> &str {
-        // SAFETY: a fetched message has a topic whose name is NUL-terminated
-        // and lives as long as the message.
-        let name = unsafe { CStr::from_ptr(rdsys::rd_kafka_topic_name(self.0.rkt)) };
-        name.to_str().unwrap_or("")
+        self.topic
     }
 
     fn partition(&self) -> i32 {
-        self.0.partition
+        self.msg.partition
     }
 
     fn offset(&self) -> i64 {
-        self.0.offset
+        self.msg.offset
     }
 
     fn timestamp_ms(&self) -> Option<i64> {
         let mut kind = rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
         // SAFETY: valid message and out-pointer.
-        let ts = unsafe { rdsys::rd_kafka_message_timestamp(self.0, &mut kind) };
+        let ts = unsafe { rdsys::rd_kafka_message_timestamp(self.msg, &mut kind) };
         (kind != rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts >= 0)
             .then_some(ts)
     }
 
     fn key(&self) -> Option<&[u8]> {
-        bytes_of(self.0.key, self.0.key_len)
+        bytes_of(self.msg.key, self.msg.key_len)
     }
 
     fn payload(&self) -> Option<&[u8]> {
-        bytes_of(self.0.payload, self.0.len)
+        bytes_of(self.msg.payload, self.msg.len)
     }
 
     fn headers(&self) -> Vec<Header> {
         let mut hdrs = ptr::null_mut();
         // SAFETY: valid message; the headers belong to it.
-        let err = unsafe { rdsys::rd_kafka_message_headers(self.0, &mut hdrs) };
+        let err = unsafe { rdsys::rd_kafka_message_headers(self.msg, &mut hdrs) };
         if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR || hdrs.is_null() {
             return Vec::new();
         }
