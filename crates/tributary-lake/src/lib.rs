@@ -5,8 +5,10 @@
 //! - **Opening storage** from a URL ([`Lake::open`]): `file:///path` (a local
 //!   directory with fsync-durable writes), `s3://`, `gs://`, `az://`,
 //!   `abfs://`, `abfss://` through object_store, configured by
-//!   [`tributary_config::StorageConfig`]. Any object store can be plugged in
-//!   for tests with [`Lake::open_with_store`].
+//!   [`tributary_config::StorageConfig`]. Each idempotent request is retried
+//!   on its own with backoff. Any object store can be plugged in for tests
+//!   with [`Lake::open_with_store`] (without those retries, unless
+//!   [`Lake::with_retries`] adds them).
 //! - **Partition paths** ([`PartitionTemplate`]): Hive-style directories such
 //!   as `country={country}/dt=%Y-%m-%d/hour=%H` from record times, in a
 //!   declared timezone, and field values, escaped ([`escape_value`]); the
