@@ -182,6 +182,16 @@ fn is_missing_dir(e: &io::Error) -> bool {
 /// temporary file beside it and fsyncs it. Returns the directory and the
 /// temporary file.
 fn write_temp(target: &Path, data: &[u8]) -> io::Result<(PathBuf, PathBuf)> {
+    write_temp_via(target, data, write_direct)
+}
+
+/// [`write_temp`] with the direct write given, so that tests can make it
+/// fail as a filesystem without direct I/O or a failing device would.
+fn write_temp_via(
+    target: &Path,
+    data: &[u8],
+    write_direct: fn(&Path, &[u8]) -> Option<io::Result<()>>,
+) -> io::Result<(PathBuf, PathBuf)> {
     let dir = target
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?
@@ -424,6 +434,44 @@ mod tests {
             Some(Err(e)) => assert!(direct_unsupported(&e), "{e}"),
             None => panic!("large aligned data was not written directly"),
         }
+    }
+
+    /// A direct write that wrote part of the file, then failed.
+    fn half_then(tmp: &Path, data: &[u8], error: io::ErrorKind) -> Option<io::Result<()>> {
+        fs::write(tmp, &data[..data.len() / 2]).unwrap();
+        Some(Err(io::Error::new(error, "injected")))
+    }
+
+    /// Where the filesystem refuses direct I/O (`EINVAL` once some of the
+    /// file was written), the file is written again through the page cache
+    /// and holds exactly the data.
+    #[test]
+    fn a_refused_direct_write_goes_through_the_page_cache() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("d/f.parquet");
+        let data: Vec<u8> = (0..10_000).map(|i| (i % 241) as u8).collect();
+        let (dir, written) = write_temp_via(&target, &data, |tmp, data| {
+            half_then(tmp, data, io::ErrorKind::InvalidInput)
+        })
+        .unwrap();
+        assert_eq!(dir, tmp.path().join("d"));
+        assert!(fs::read(&written).unwrap() == data);
+        assert_eq!(all_files(tmp.path()).len(), 1);
+    }
+
+    /// Any other failure of a direct write fails the write and leaves no
+    /// temporary file.
+    #[test]
+    fn a_failed_direct_write_fails_and_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("d/f.parquet");
+        let data = vec![7u8; 10_000];
+        let e = write_temp_via(&target, &data, |tmp, data| {
+            half_then(tmp, data, io::ErrorKind::Other)
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), "injected");
+        assert_eq!(all_files(tmp.path()), Vec::<String>::new());
     }
 
     #[tokio::test]
