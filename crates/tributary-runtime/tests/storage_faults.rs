@@ -197,9 +197,10 @@ async fn committed_ids(lake: &Lake) -> HashMap<i64, u32> {
 async fn exactly_once_under_storage_faults(inner: Arc<dyn ObjectStore>) {
     let faults: StorageFaults = FAULTS.parse().expect("fault spec");
     let store = Arc::new(FaultyStore::new(inner.clone(), faults));
-    // Requests retried above the faults, as in a configured lake: without
-    // retries, one recovery of three partitions (tens of requests) fails
-    // more often than not, and the runtime rightly gives up after a minute.
+    // Requests retried above the faults, as in a configured lake. Without
+    // them a recovery of three partitions, each of its requests failing 6 %
+    // of the time, often failed as a whole, and now and then often enough in
+    // a row that the runtime, rightly, gave up on opening after a minute.
     let faulty = Lake::open_with_store(store.clone(), ROOT)
         .expect("faulty lake")
         .with_retries();
