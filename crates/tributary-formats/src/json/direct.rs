@@ -578,7 +578,10 @@ impl Column {
                 if !integer {
                     return None;
                 }
-                let n = lexical_core::parse::<i64>(number).ok()?;
+                let n = match short_integer(number) {
+                    Some(n) => n,
+                    None => lexical_core::parse::<i64>(number).ok()?,
+                };
                 if n < *min || n > *max {
                     return None;
                 }
@@ -590,7 +593,10 @@ impl Column {
             }
             (Column::Float64(v), _) => {
                 let (number, _) = input.number()?;
-                v.push(lexical_core::parse::<f64>(number).ok()?);
+                v.push(match short_decimal(number) {
+                    Some(x) => x,
+                    None => lexical_core::parse::<f64>(number).ok()?,
+                });
             }
             (Column::Bool(v, nulls), _) => {
                 match first {
@@ -831,6 +837,59 @@ fn utc_rfc3339(text: &[u8]) -> Option<(i64, u32)> {
     let days = era * 146_097 + doe - 719_468;
     let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
     Some((secs, nanos))
+}
+
+/// The value of an integer literal of at most 18 digits, which cannot
+/// overflow; `None` for a longer one, which `lexical_core` then reads, and
+/// for anything else.
+fn short_integer(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, text),
+    };
+    if digits.len() > 18 {
+        return None;
+    }
+    let n = digits.iter().try_fold(0i64, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+    })?;
+    Some(if negative { -n } else { n })
+}
+
+/// Powers of ten that are exact in an `f64`.
+const EXACT_POWERS_OF_TEN: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// The value of a number (`number` checked its grammar) without an
+/// exponent and with at most 15 digits: its digits as an integer, exact in
+/// an `f64` (under 2^53), divided by an exact power of ten. Both operands
+/// being exact, the one rounding of the division gives the correctly
+/// rounded value, as `lexical_core` gives it (Clinger's fast path). `None`
+/// for any other number, which `lexical_core` then reads.
+fn short_decimal(text: &[u8]) -> Option<f64> {
+    let (negative, body) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, text),
+    };
+    if body.len() > 16 {
+        return None;
+    }
+    let mut mantissa = 0u64;
+    let mut fraction = None;
+    for (i, &b) in body.iter().enumerate() {
+        match b {
+            b'0'..=b'9' => mantissa = mantissa * 10 + u64::from(b - b'0'),
+            b'.' => fraction = Some(body.len() - i - 1),
+            _ => return None,
+        }
+    }
+    let digits = body.len() - usize::from(fraction.is_some());
+    if digits > 15 {
+        return None;
+    }
+    let x = mantissa as f64 / EXACT_POWERS_OF_TEN[fraction.unwrap_or(0)];
+    Some(if negative { -x } else { x })
 }
 
 /// An instant in a timestamp column's unit, as chrono's `timestamp_*`

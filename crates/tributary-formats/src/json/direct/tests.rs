@@ -501,3 +501,69 @@ fn keys_are_compared_as_a_plain_comparison_does() {
         );
     }
 }
+
+/// Numbers by the JSON grammar, of every length up to 20 characters, with
+/// and without sign, fraction and exponent.
+fn random_number(rng: &mut Rng) -> String {
+    let mut s = String::new();
+    if rng.below(3) == 0 {
+        s.push('-');
+    }
+    let int_digits = 1 + rng.below(17);
+    for i in 0..int_digits {
+        let d = if i == 0 && int_digits > 1 {
+            1 + rng.below(9)
+        } else {
+            rng.below(10)
+        };
+        s.push(char::from(b'0' + d as u8));
+    }
+    if rng.below(2) == 0 {
+        s.push('.');
+        for _ in 0..1 + rng.below(17) {
+            s.push(char::from(b'0' + rng.below(10) as u8));
+        }
+    }
+    if rng.below(8) == 0 {
+        s.push_str(["e", "E", "e-", "e+"][rng.below(4)]);
+        s.push(char::from(b'0' + rng.below(10) as u8));
+    }
+    s
+}
+
+#[test]
+fn short_numbers_are_read_as_lexical_core_reads_them() {
+    let mut rng = Rng(SplitMix64::new(11));
+    let (mut fast_floats, mut fast_ints) = (0, 0);
+    let edges = [
+        "0",
+        "-0",
+        "-0.0",
+        "0.1",
+        "0.000000000000001",
+        "999999999999999",
+        "99999999999999.9",
+        "123456789012345678",
+        "-123456789012345678",
+        "9007199254740993",
+    ];
+    let randoms: Vec<String> = (0..200_000).map(|_| random_number(&mut rng)).collect();
+    for text in edges.iter().map(|e| e.to_string()).chain(randoms) {
+        let bytes = text.as_bytes();
+        if let Some(x) = short_decimal(bytes) {
+            let want = lexical_core::parse::<f64>(bytes).unwrap();
+            assert_eq!(x.to_bits(), want.to_bits(), "{text}: {x} against {want}");
+            fast_floats += 1;
+        }
+        if let Some(n) = short_integer(bytes) {
+            assert_eq!(n, lexical_core::parse::<i64>(bytes).unwrap(), "{text}");
+            fast_ints += 1;
+        }
+    }
+    // Both fast paths took a good share, and left the rest.
+    assert!(
+        fast_floats > 50_000 && fast_floats < 190_000,
+        "{fast_floats}"
+    );
+    assert!(fast_ints > 20_000 && fast_ints < 100_000, "{fast_ints}");
+}
