@@ -839,14 +839,19 @@ fn utc_rfc3339(text: &[u8]) -> Option<(i64, u32)> {
     Some((secs, nanos))
 }
 
+/// Whether a number's text starts with a minus, and the rest of it.
+fn split_sign(text: &[u8]) -> (bool, &[u8]) {
+    match text {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, text),
+    }
+}
+
 /// The value of an integer literal of at most 18 digits, which cannot
 /// overflow; `None` for a longer one, which `lexical_core` then reads, and
 /// for anything else.
 fn short_integer(text: &[u8]) -> Option<i64> {
-    let (negative, digits) = match text {
-        [b'-', rest @ ..] => (true, rest),
-        _ => (false, text),
-    };
+    let (negative, digits) = split_sign(text);
     if digits.len() > 18 {
         return None;
     }
@@ -868,10 +873,7 @@ const EXACT_POWERS_OF_TEN: [f64; 16] = [
 /// rounded value, as `lexical_core` gives it (Clinger's fast path). `None`
 /// for any other number, which `lexical_core` then reads.
 fn short_decimal(text: &[u8]) -> Option<f64> {
-    let (negative, body) = match text {
-        [b'-', rest @ ..] => (true, rest),
-        _ => (false, text),
-    };
+    let (negative, body) = split_sign(text);
     if body.len() > 16 {
         return None;
     }
