@@ -47,6 +47,8 @@ fn bench_reports_every_measurement_of_every_workload() {
         "3000",
         "--records-small-large",
         "1500",
+        "--repeat",
+        "2",
         "--markdown",
     ];
     let mut args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
@@ -72,6 +74,15 @@ fn bench_reports_every_measurement_of_every_workload() {
                 let v = row[key].as_f64().unwrap();
                 assert!(v.is_finite() && v > 0.0, "{w} {m} {key} = {v}");
             }
+            // B0, B1 and E2E ran twice (their medians are reported), B2 once.
+            let runs = if m == "B2" { 1 } else { 2 };
+            assert_eq!(row["runs"], runs, "{row}");
+            let rate = |key: &str| row[key].as_f64().unwrap();
+            assert!(
+                rate("records_per_s_min") <= rate("records_per_s")
+                    && rate("records_per_s") <= rate("records_per_s_max"),
+                "{row}"
+            );
         }
     }
     let ratios = report["ratios"].as_array().unwrap();
@@ -80,6 +91,12 @@ fn bench_reports_every_measurement_of_every_workload() {
         for key in ["e2e_over_b0", "e2e_over_b1", "e2e_over_b2"] {
             assert!(r[key].as_f64().is_some_and(|v| v > 0.0), "{r}");
         }
+        let rounds = r["e2e_over_b0_rounds"].as_array().unwrap();
+        assert_eq!(rounds.len(), 2, "{r}");
+        assert!(
+            rounds.iter().all(|v| v.as_f64().is_some_and(|v| v > 0.0)),
+            "{r}"
+        );
     }
     let steady = &report["steady"][0];
     assert_eq!(steady["workload"], "w1", "{report:#}");
@@ -125,6 +142,8 @@ fn bench_drains_a_preloaded_tansu_broker() {
         "w1",
         "--partitions",
         "3",
+        "--repeat",
+        "1",
     ];
     let mut args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
     args.extend([OsStr::new("--records"), OsStr::new("20000")]);
@@ -145,6 +164,7 @@ fn bench_drains_a_preloaded_tansu_broker() {
             .find(|r| r["measurement"] == m)
             .unwrap_or_else(|| panic!("no {m} row in {report:#}"));
         assert_eq!(row["records"], 20000, "{row}");
+        assert_eq!(row["runs"], 1, "{row}");
         let rate = row["records_per_s"].as_f64().unwrap();
         assert!(rate.is_finite() && rate > 0.0, "{row}");
     }

@@ -116,6 +116,16 @@ pub struct BenchArgs {
     /// Write the report as a Markdown table here (it is printed either way).
     #[arg(long)]
     pub markdown: Option<PathBuf>,
+    /// Rounds of B1, B0 and E2E per workload and partition count. Each row
+    /// reports the medians of its rounds (peak RSS: the largest), and the
+    /// ratios are those of the medians; one round on a shared machine can
+    /// be 10 % off. B2 and steady mode run once.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: u32,
+    /// Log filter of the measured processes (tracing env-filter syntax);
+    /// their log goes to stderr.
+    #[arg(long, default_value = "warn")]
+    pub child_log: String,
 }
 
 /// Which broker the measurements consume from.
@@ -151,6 +161,13 @@ pub struct Row {
     pub peak_rss_mib: f64,
     /// Wall seconds.
     pub seconds: f64,
+    /// Rounds measured; the figures above are their medians, except peak RSS
+    /// (the largest).
+    pub runs: u32,
+    /// Slowest round, records per second.
+    pub records_per_s_min: f64,
+    /// Fastest round, records per second.
+    pub records_per_s_max: f64,
 }
 
 /// Ratios of one workload and partition count.
@@ -160,8 +177,10 @@ pub struct Ratios {
     pub workload: String,
     /// Topic partitions.
     pub partitions: i32,
-    /// E2E records/s ÷ B0 records/s.
+    /// E2E records/s ÷ B0 records/s (medians of the rounds).
     pub e2e_over_b0: Option<f64>,
+    /// E2E ÷ B0 of each round, in order.
+    pub e2e_over_b0_rounds: Vec<f64>,
     /// E2E ÷ B1.
     pub e2e_over_b1: Option<f64>,
     /// E2E ÷ B2.
@@ -230,6 +249,9 @@ fn run_all(args: &BenchArgs) -> anyhow::Result<Report> {
     if args.records == 0 {
         bail!("--records must be at least 1");
     }
+    if args.repeat == 0 {
+        bail!("--repeat must be at least 1");
+    }
     if args.partitions.is_empty() || args.partitions.iter().any(|p| *p < 1) {
         bail!("--partitions needs positive partition counts");
     }
@@ -289,21 +311,27 @@ fn run_all(args: &BenchArgs) -> anyhow::Result<Report> {
                 budget: args.memory_budget,
                 broker: args.broker,
                 tansu: &args.tansu,
+                child_log: &args.child_log,
             };
-            let mut rows: HashMap<&'static str, Row> = HashMap::new();
-            let mut measurements: Vec<&'static str> = vec!["B1", "B0", "E2E"];
+            // Rounds of B1, B0 and E2E, interleaved so that a slow spell of
+            // the machine touches every measurement alike; B2 once at the end.
+            let mut runs: HashMap<&'static str, Vec<Row>> = HashMap::new();
+            let mut plan: Vec<(&'static str, u32)> = (1..=args.repeat)
+                .flat_map(|round| ["B1", "B0", "E2E"].map(|m| (m, round)))
+                .collect();
             if python.is_some() {
-                measurements.push("B2");
+                plan.push(("B2", 1));
             }
-            for m in measurements {
+            for (m, round) in plan {
                 topic_seq += 1;
                 let topic = format!(
                     "bench-{}-p{partitions}-{}-{topic_seq}",
                     w.name(),
                     m.to_lowercase()
                 );
+                let of = if m == "B2" { 1 } else { args.repeat };
                 eprintln!(
-                    "bench: {} {partitions} partitions {m}: {records} records",
+                    "bench: {} {partitions} partitions {m} (round {round} of {of}): {records} records",
                     w.name()
                 );
                 let outcome = match m {
@@ -321,8 +349,20 @@ fn run_all(args: &BenchArgs) -> anyhow::Result<Report> {
                     "bench:   {:.0} records/s, {:.1} MB/s, {:.1} CPU-s/GB, {:.0} MiB peak RSS",
                     row.records_per_s, row.mb_per_s, row.cpu_s_per_gb, row.peak_rss_mib
                 );
-                rows.insert(m, row);
+                runs.entry(m).or_default().push(row);
             }
+            let e2e_over_b0_rounds = match (runs.get("E2E"), runs.get("B0")) {
+                (Some(e), Some(b)) => e
+                    .iter()
+                    .zip(b)
+                    .map(|(e, b)| e.records_per_s / b.records_per_s)
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let mut rows: HashMap<&'static str, Row> = runs
+                .into_iter()
+                .filter_map(|(m, r)| Some((m, summarise(r)?)))
+                .collect();
             let ratio = |a: &str, b: &str| -> Option<f64> {
                 Some(rows.get(a)?.records_per_s / rows.get(b)?.records_per_s)
             };
@@ -330,6 +370,7 @@ fn run_all(args: &BenchArgs) -> anyhow::Result<Report> {
                 workload: w.name().into(),
                 partitions,
                 e2e_over_b0: ratio("E2E", "B0"),
+                e2e_over_b0_rounds,
                 e2e_over_b1: ratio("E2E", "B1"),
                 e2e_over_b2: ratio("E2E", "B2"),
                 b2_cpu_over_e2e_cpu: rows
@@ -363,6 +404,39 @@ fn run_all(args: &BenchArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// One row for the rounds of a measurement: the median of each figure
+/// (records/s, MB/s, CPU-s/GB and seconds each on their own), the largest
+/// peak RSS, and the slowest and fastest rounds. `None` for no rounds.
+fn summarise(rounds: Vec<Row>) -> Option<Row> {
+    let median = |f: fn(&Row) -> f64| {
+        let mut v: Vec<f64> = rounds.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    let rate = |r: &Row| r.records_per_s;
+    let first = rounds.first()?;
+    Some(Row {
+        workload: first.workload.clone(),
+        partitions: first.partitions,
+        measurement: first.measurement.clone(),
+        records: first.records,
+        record_bytes: first.record_bytes,
+        records_per_s: median(rate),
+        mb_per_s: median(|r| r.mb_per_s),
+        cpu_s_per_gb: median(|r| r.cpu_s_per_gb),
+        peak_rss_mib: rounds.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max),
+        seconds: median(|r| r.seconds),
+        runs: rounds.len() as u32,
+        records_per_s_min: rounds.iter().map(rate).fold(f64::INFINITY, f64::min),
+        records_per_s_max: rounds.iter().map(rate).fold(0.0, f64::max),
+    })
+}
+
 /// What every measurement of one workload and partition count shares.
 struct Ctx<'a> {
     exe: &'a Path,
@@ -374,6 +448,8 @@ struct Ctx<'a> {
     budget: ByteSize,
     broker: BrokerKind,
     tansu: &'a Path,
+    /// Log filter of the measured processes.
+    child_log: &'a str,
 }
 
 /// Longest the producer waits for the consumer's progress before giving up.
@@ -547,7 +623,7 @@ impl Ctx<'_> {
         let records = steady.map_or(self.records, |(_, n)| n);
         let mut cmd = Command::new(self.exe);
         cmd.arg("--log")
-            .arg("warn")
+            .arg(self.child_log)
             .arg("bench-run")
             .arg("--kind")
             .arg(match kind {
@@ -862,6 +938,9 @@ impl Ctx<'_> {
             cpu_s_per_gb: o.cpu_s / (o.bytes as f64 / 1e9).max(1e-12),
             peak_rss_mib: o.peak_rss as f64 / f64::from(1 << 20),
             seconds: o.seconds,
+            runs: 1,
+            records_per_s_min: o.records as f64 / secs,
+            records_per_s_max: o.records as f64 / secs,
         }
     }
 
@@ -983,11 +1062,11 @@ pub fn markdown(r: &Report) -> String {
         "Machine: {}. Broker: {broker}. E2E memory budget: {:.0} MiB.\n\n",
         r.machine, r.memory_budget_mib
     ));
-    s.push_str("| workload | partitions | measurement | records | B/record | records/s | MB/s | CPU-s/GB | peak RSS MiB |\n");
-    s.push_str("|---|---:|---|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str("| workload | partitions | measurement | records | B/record | records/s | MB/s | CPU-s/GB | peak RSS MiB | runs | records/s min–max |\n");
+    s.push_str("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for row in &r.rows {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} |\n",
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} | {} | {:.0}–{:.0} |\n",
             row.workload,
             row.partitions,
             row.measurement,
@@ -996,18 +1075,31 @@ pub fn markdown(r: &Report) -> String {
             row.records_per_s,
             row.mb_per_s,
             row.cpu_s_per_gb,
-            row.peak_rss_mib
+            row.peak_rss_mib,
+            row.runs,
+            row.records_per_s_min,
+            row.records_per_s_max
         ));
     }
     let f = |x: Option<f64>| x.map_or("–".to_string(), |v| format!("{v:.2}"));
-    s.push_str("\n| workload | partitions | E2E/B0 | E2E/B1 | E2E/B2 | B2 CPU ÷ E2E CPU |\n");
-    s.push_str("|---|---:|---:|---:|---:|---:|\n");
+    s.push_str("\n| workload | partitions | E2E/B0 | E2E/B0 by round | E2E/B1 | E2E/B2 | B2 CPU ÷ E2E CPU |\n");
+    s.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
     for q in &r.ratios {
+        let rounds: Vec<String> = q
+            .e2e_over_b0_rounds
+            .iter()
+            .map(|v| format!("{v:.2}"))
+            .collect();
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
             q.workload,
             q.partitions,
             f(q.e2e_over_b0),
+            if rounds.is_empty() {
+                "–".to_string()
+            } else {
+                rounds.join(" ")
+            },
             f(q.e2e_over_b1),
             f(q.e2e_over_b2),
             f(q.b2_cpu_over_e2e_cpu)
@@ -1035,6 +1127,48 @@ pub fn markdown(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn round(rate: f64, cpu: f64, rss: f64) -> Row {
+        Row {
+            workload: "w1".into(),
+            partitions: 3,
+            measurement: "E2E".into(),
+            records: 1000,
+            record_bytes: 250.0,
+            records_per_s: rate,
+            mb_per_s: rate * 250.0 / 1e6,
+            cpu_s_per_gb: cpu,
+            peak_rss_mib: rss,
+            seconds: 1000.0 / rate,
+            runs: 1,
+            records_per_s_min: rate,
+            records_per_s_max: rate,
+        }
+    }
+
+    #[test]
+    fn rounds_are_summarised_by_their_medians_and_largest_rss() {
+        let row = summarise(vec![
+            round(300.0, 5.0, 100.0),
+            round(100.0, 4.0, 300.0),
+            round(200.0, 6.0, 200.0),
+        ])
+        .unwrap();
+        assert_eq!(row.runs, 3);
+        assert_eq!(row.records_per_s, 200.0);
+        assert_eq!(row.mb_per_s, 200.0 * 250.0 / 1e6);
+        assert_eq!(row.cpu_s_per_gb, 5.0, "each figure's own median");
+        assert_eq!(row.seconds, 5.0);
+        assert_eq!(row.peak_rss_mib, 300.0, "the largest peak, not the median");
+        assert_eq!(
+            (row.records_per_s_min, row.records_per_s_max),
+            (100.0, 300.0)
+        );
+        // An even count: the mean of the middle two.
+        let row = summarise(vec![round(100.0, 4.0, 1.0), round(300.0, 6.0, 1.0)]).unwrap();
+        assert_eq!((row.records_per_s, row.cpu_s_per_gb), (200.0, 5.0));
+        assert!(summarise(Vec::new()).is_none());
+    }
 
     #[test]
     fn latency_is_measured_to_the_first_landing_past_the_record() {
