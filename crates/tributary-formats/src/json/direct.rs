@@ -70,6 +70,13 @@ struct StructShape {
     /// Each field's key as it appears in a record, closing quote included
     /// (`None` for a name with `"` or `\\`, which a record must escape).
     quoted: Vec<Option<Box<[u8]>>>,
+    /// Each key with its closing quote and a colon (`id":`), when that is
+    /// at most 16 bytes, as one word for a compare without slicing: the
+    /// bytes, a mask of them, and their length. Compact JSON (no space
+    /// before the colon) then needs one compare per key.
+    words: Vec<Option<(u128, u128, usize)>>,
+    /// Whether each field is nullable.
+    nullable: Vec<bool>,
     children: Vec<Shape>,
 }
 
@@ -185,13 +192,35 @@ impl StructShape {
                 (!name.iter().any(|&c| c == b'"' || c == b'\\'))
                     .then(|| [name, b"\""].concat().into_boxed_slice())
             })
+            .collect::<Vec<Option<Box<[u8]>>>>();
+        let words = quoted
+            .iter()
+            .map(|q| {
+                let q = q.as_deref().filter(|q| q.len() < 16)?;
+                let mut word = [0u8; 16];
+                word[..q.len()].copy_from_slice(q);
+                word[q.len()] = b':';
+                let len = q.len() + 1;
+                let mask = u128::MAX >> (8 * (16 - len));
+                Some((u128::from_le_bytes(word), mask, len))
+            })
             .collect();
         Some(Self {
+            nullable: fields.iter().map(|f| f.is_nullable()).collect(),
             fields: fields.clone(),
             index,
             quoted,
+            words,
             children,
         })
+    }
+
+    /// Whether `rest` (what follows a key's opening quote) starts with the
+    /// key of field `f`, its closing quote and a colon; then that many bytes.
+    fn key_colon_at(&self, f: usize, rest: &[u8]) -> Option<usize> {
+        let (word, mask, len) = self.words.get(f)?.as_ref()?;
+        let head = rest.first_chunk::<16>()?;
+        (u128::from_le_bytes(*head) & mask == *word).then_some(*len)
     }
 
     /// Whether `rest` (what follows a key's opening quote) starts with the
@@ -381,25 +410,36 @@ impl StructColumn {
     fn object(&mut self, shape: &StructShape, input: &mut Input<'_>) -> Option<()> {
         let row = self.len;
         let mut guess = 0;
+        // Fields this object set (each at most once).
+        let mut set = 0;
         input.whitespace();
         if !input.eat(b'}') {
+            if input.next()? != b'"' {
+                return None;
+            }
             loop {
-                if input.next()? != b'"' {
-                    return None;
-                }
-                // Keys usually come in the order of the schema (or of the
+                // Just after a key's opening quote. Keys usually come in the order of the schema (or of the
                 // previous record): the expected one is tried first.
-                let field = match shape.key_at(guess, input.rest()) {
+                let field = match shape.key_colon_at(guess, input.rest()) {
                     Some(len) => {
                         input.at += len;
                         Some(guess)
                     }
-                    None => shape.find(input.key()?, guess),
+                    None => {
+                        let field = match shape.key_at(guess, input.rest()) {
+                            Some(len) => {
+                                input.at += len;
+                                Some(guess)
+                            }
+                            None => shape.find(input.key()?, guess),
+                        };
+                        input.whitespace();
+                        if input.next()? != b':' {
+                            return None;
+                        }
+                        field
+                    }
                 };
-                input.whitespace();
-                if input.next()? != b':' {
-                    return None;
-                }
                 input.whitespace();
                 match field {
                     Some(f) => {
@@ -407,11 +447,17 @@ impl StructColumn {
                         if std::mem::replace(&mut self.set_in[f], row) == row {
                             return None;
                         }
-                        let nullable = shape.fields[f].is_nullable();
+                        let nullable = shape.nullable[f];
                         self.children[f].value(&shape.children[f], nullable, input)?;
                         guess = f + 1;
+                        set += 1;
                     }
                     None => input.skip_value(0)?,
+                }
+                // Compact JSON: a comma and the next key's quote.
+                if let Some(b",\"") = input.rest().first_chunk::<2>() {
+                    input.at += 2;
+                    continue;
                 }
                 input.whitespace();
                 match input.next()? {
@@ -419,14 +465,19 @@ impl StructColumn {
                     b'}' => break,
                     _ => return None,
                 }
-            }
-        }
-        for (f, child) in self.children.iter_mut().enumerate() {
-            if self.set_in[f] != row {
-                if !shape.fields[f].is_nullable() {
+                if input.next()? != b'"' {
                     return None;
                 }
-                child.null(&shape.children[f]);
+            }
+        }
+        if set < self.children.len() {
+            for (f, child) in self.children.iter_mut().enumerate() {
+                if self.set_in[f] != row {
+                    if !shape.nullable[f] {
+                        return None;
+                    }
+                    child.null(&shape.children[f]);
+                }
             }
         }
         self.nulls.append_non_null();

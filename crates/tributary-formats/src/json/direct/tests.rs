@@ -229,6 +229,44 @@ fn wide_structs_find_fields_in_any_order() {
 }
 
 #[test]
+fn keys_of_every_length_are_found_compact_or_spaced() {
+    // Keys of 1 to 20 bytes: with their quote and colon, up to 16 bytes are
+    // compared as one word (when 16 bytes of the record follow), longer
+    // ones byte by byte; `k` is a prefix of `kk`, which is one of `kkk`...
+    let names: Vec<String> = (1..=20).map(|n| "k".repeat(n)).collect();
+    let fields: Vec<String> = names
+        .iter()
+        .map(|n| format!(r#"{{"name": "{n}", "type": "int32"}}"#))
+        .collect();
+    let schema = parse_schema(&format!(r#"{{"fields": [{}]}}"#, fields.join(",")), "t").unwrap();
+    let members = |order: &mut dyn Iterator<Item = usize>, colon: &str, comma: &str| {
+        let m: Vec<String> = order
+            .map(|i| format!(r#""{}"{colon}{i}"#, names[i]))
+            .collect();
+        format!("{{{}}}", m.join(comma))
+    };
+    let mut records = Vec::new();
+    for (colon, comma) in [(":", ","), (" : ", " , "), (":", ", "), (" :", ",")] {
+        records.push(members(&mut (0..20), colon, comma));
+        records.push(members(&mut (0..20).rev(), colon, comma));
+        records.push(members(&mut (0..20).step_by(3), colon, comma));
+        // One member: the record ends within 16 bytes of every key.
+        for i in [0, 5, 13, 14, 15, 19] {
+            records.push(members(&mut std::iter::once(i), colon, comma));
+        }
+    }
+    for r in &records {
+        assert!(agrees(&schema, false, &[r.as_bytes()]), "{r}");
+    }
+    let payloads: Vec<&[u8]> = records.iter().map(|r| r.as_bytes()).collect();
+    assert!(agrees(&schema, false, &payloads));
+    // A key written twice is still left to arrow-json, compact or not.
+    for r in [r#"{"k":1,"k":2}"#, r#"{"kk" : 1 , "kk" : 2}"#] {
+        assert_eq!(decoded(&schema, false, &[r.as_bytes()]), 0, "{r}");
+    }
+}
+
+#[test]
 fn binary_columns_get_no_direct_decoder() {
     for t in [
         r#"{"name": "b", "type": "binary"}"#,
