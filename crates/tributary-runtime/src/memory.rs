@@ -1,27 +1,31 @@
 //! The worker-wide memory budget (`worker.memory_budget`).
 //!
-//! The budget is split three ways:
+//! The budget is split four ways:
 //!
 //! * **sink buffers** — a quarter of it: the memory held by open Parquet files
 //!   (encoded pages plus the in-progress row group) across every pipeline of
 //!   the worker. A pipeline that finds the total over this limit lands its
 //!   largest buffers early, down to three quarters of the limit (so it does
 //!   not land a sliver after every batch), and stops reading its source while
-//!   the total stays over the limit (other pipelines hold it, its own
-//!   buffers are cooling down after a failed landing, or landings under way
-//!   in the background hold it: those count, but are never picked to land
-//!   early — they are landing already);
+//!   the total stays over the limit (other pipelines hold it, or its own
+//!   buffers are cooling down after a failed landing);
+//! * **landings** — another quarter: files encoded whole and being written
+//!   and committed in the background. A buffer that is landed leaves the
+//!   first part for this one. Reading pauses while landings hold more than
+//!   their part, until some end; they are never picked to land early — they
+//!   are landing already. With one part for both, partitions that filled
+//!   their files together paused reading for every landing: `tributary
+//!   bench` (W1 over 3 partitions, 512 MiB) paused 8 or 9 times per 10 M
+//!   records, 0.3–0.4 s in all, the cores mostly idle while the files were
+//!   written;
 //! * **source queues** — an eighth, shared by the Kafka sources: each one's
 //!   librdkafka prefetch queue (`queued.max.messages.kbytes`) gets half of its
 //!   part (librdkafka counts payload bytes only; its per-message overhead and
 //!   decompression buffers take about as much again), the other half covers
 //!   the fetch in flight and the batches between the poll thread and the
 //!   pipeline;
-//! * **headroom** — the remaining five eighths: the process itself, decoded
-//!   batches between converter and sink, encoding a file when it is landed,
-//!   and the allocator's fragmentation. `tributary bench` measured the
-//!   resident size of a worker draining a backlog at about twice what these
-//!   shares account for, hence the generous headroom.
+//! * **headroom** — the remaining three eighths: the process itself, decoded
+//!   batches between converter and sink, and the allocator's fragmentation.
 //!
 //! A pipeline that stops reading pauses its source by backpressure: the
 //! source's bounded event channel fills, its poll thread blocks, and
@@ -47,8 +51,17 @@ pub struct MemoryBudget {
 #[derive(Debug)]
 struct Inner {
     total: u64,
-    /// What each registered pipeline reported it holds in sink buffers.
-    shares: Mutex<Vec<Arc<AtomicUsize>>>,
+    /// What each registered pipeline reported it holds.
+    shares: Mutex<Vec<Arc<Held>>>,
+}
+
+/// What one pipeline holds, as last reported.
+#[derive(Debug, Default)]
+struct Held {
+    /// In open sink buffers.
+    buffers: AtomicUsize,
+    /// In landings under way.
+    landing: AtomicUsize,
 }
 
 impl MemoryBudget {
@@ -68,6 +81,7 @@ impl MemoryBudget {
     }
 
     /// Bytes all sink buffers together may hold: a quarter of the budget.
+    /// Landings under way may hold as much again.
     pub fn sink_limit(&self) -> usize {
         usize::try_from(self.inner.total / 4).unwrap_or(usize::MAX)
     }
@@ -80,29 +94,41 @@ impl MemoryBudget {
         (part / 2 / 1024).clamp(MIN_QUEUE_KBYTES, LIBRDKAFKA_DEFAULT_QUEUE_KBYTES)
     }
 
-    /// Registers one pipeline; it reports its sink buffers through the share.
+    /// Registers one pipeline; it reports its sink buffers and landings
+    /// through the share.
     pub fn share(&self) -> BudgetShare {
-        let used = Arc::new(AtomicUsize::new(0));
+        let held = Arc::new(Held::default());
         self.inner
             .shares
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(used.clone());
+            .push(held.clone());
         BudgetShare {
             budget: self.clone(),
-            used,
+            held,
         }
     }
 
-    /// Bytes held in sink buffers by every pipeline, as last reported.
+    /// Bytes held in sink buffers and in landings by every pipeline, as last
+    /// reported.
     pub fn used(&self) -> usize {
+        let (buffers, landing) = self.held();
+        buffers + landing
+    }
+
+    /// Bytes held in sink buffers, and in landings, by every pipeline.
+    fn held(&self) -> (usize, usize) {
         self.inner
             .shares
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|u| u.load(Ordering::Relaxed))
-            .sum()
+            .fold((0, 0), |(b, l), h| {
+                (
+                    b + h.buffers.load(Ordering::Relaxed),
+                    l + h.landing.load(Ordering::Relaxed),
+                )
+            })
     }
 }
 
@@ -110,25 +136,31 @@ impl MemoryBudget {
 #[derive(Debug)]
 pub struct BudgetShare {
     budget: MemoryBudget,
-    used: Arc<AtomicUsize>,
+    held: Arc<Held>,
 }
 
 impl BudgetShare {
-    /// Records what this pipeline's sink holds now.
-    pub fn report(&self, bytes: usize) {
-        self.used.store(bytes, Ordering::Relaxed);
+    /// Records what this pipeline's sink holds now: in open buffers, and in
+    /// landings under way.
+    pub fn report(&self, buffers: usize, landing: usize) {
+        self.held.buffers.store(buffers, Ordering::Relaxed);
+        self.held.landing.store(landing, Ordering::Relaxed);
     }
 
-    /// Bytes held by the other pipelines.
+    /// Bytes the other pipelines hold in sink buffers.
     pub fn others(&self) -> usize {
         self.budget
-            .used()
-            .saturating_sub(self.used.load(Ordering::Relaxed))
+            .held()
+            .0
+            .saturating_sub(self.held.buffers.load(Ordering::Relaxed))
     }
 
-    /// Whether all pipelines together hold more than the sink limit.
+    /// Whether all pipelines together hold more than the sink limit in
+    /// buffers, or in landings.
     pub fn over(&self) -> bool {
-        self.budget.used() > self.budget.sink_limit()
+        let (buffers, landing) = self.budget.held();
+        let limit = self.budget.sink_limit();
+        buffers > limit || landing > limit
     }
 
     /// The budget this share belongs to.
@@ -140,7 +172,7 @@ impl BudgetShare {
 impl Drop for BudgetShare {
     fn drop(&mut self) {
         // A stopped pipeline holds nothing any more.
-        self.used.store(0, Ordering::Relaxed);
+        self.report(0, 0);
     }
 }
 
@@ -214,16 +246,37 @@ mod tests {
         assert_eq!(budget.sink_limit(), 150);
         let a = budget.share();
         let b = budget.share();
-        a.report(110);
-        b.report(30);
+        a.report(110, 0);
+        b.report(30, 0);
         assert_eq!(budget.used(), 140);
         assert_eq!(a.others(), 30);
         assert!(!a.over());
-        b.report(60);
+        b.report(60, 0);
         assert!(a.over() && b.over());
         drop(a);
         assert_eq!(budget.used(), 60);
         assert!(!b.over());
+    }
+
+    #[test]
+    fn landings_have_a_limit_of_their_own() {
+        let budget = MemoryBudget::new(600);
+        let a = budget.share();
+        let b = budget.share();
+        // Buffers and landings each under 150: 280 held, reading goes on.
+        a.report(100, 90);
+        b.report(40, 50);
+        assert_eq!(budget.used(), 280);
+        assert!(!a.over());
+        // Landings are not buffers: they are never landed early.
+        assert_eq!(a.others(), 40);
+        // Landings over their limit pause reading, as buffers over theirs do.
+        b.report(40, 61);
+        assert!(a.over() && b.over());
+        b.report(51, 0);
+        assert!(a.over());
+        b.report(50, 0);
+        assert!(!a.over());
     }
 
     #[test]

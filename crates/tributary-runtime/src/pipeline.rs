@@ -284,11 +284,11 @@ impl Pipeline {
             return Ok(());
         };
         let limit = share.budget().sink_limit();
-        // Background landings count against the budget, but only buffers can
-        // be landed early: while landings hold the excess, reading pauses
-        // until they end.
+        // Background landings have a limit of their own; only buffers can be
+        // landed early. While landings hold more than theirs, reading pauses
+        // until some end.
         let mut own = self.sink.buffered_bytes_by_partition();
-        share.report(sink_memory(self.sink.as_ref(), &own));
+        share.report(buffers_memory(&own), self.sink.landing_bytes());
         let now = Instant::now();
         own.retain(|(tp, _)| {
             self.owned.contains(tp) && !self.seeking.contains(tp) && !self.cooling(tp, now)
@@ -301,10 +301,10 @@ impl Pipeline {
         let Some(share) = &self.memory else {
             return Ok(());
         };
-        share.report(sink_memory(
-            self.sink.as_ref(),
-            &self.sink.buffered_bytes_by_partition(),
-        ));
+        share.report(
+            buffers_memory(&self.sink.buffered_bytes_by_partition()),
+            self.sink.landing_bytes(),
+        );
         let paused = share.over();
         if paused != self.memory_paused {
             info!(pipeline = %self.name, paused, held = share.budget().used(), limit, "Memory budget: reading {}.", if paused { "paused" } else { "resumed" });
@@ -815,10 +815,9 @@ impl Pipeline {
 }
 // --- end control API ---
 
-/// What a sink holds against the memory budget: its buffers (`buffers`,
-/// from `buffered_bytes_by_partition`) and its landings under way.
-fn sink_memory(sink: &dyn Sink, buffers: &[(TopicPartition, usize)]) -> usize {
-    sink.landing_bytes() + buffers.iter().map(|(_, b)| b).sum::<usize>()
+/// What a sink's buffers (from `buffered_bytes_by_partition`) hold.
+fn buffers_memory(buffers: &[(TopicPartition, usize)]) -> usize {
+    buffers.iter().map(|(_, b)| b).sum()
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
