@@ -418,8 +418,9 @@ impl StructColumn {
                 return None;
             }
             loop {
-                // Just after a key's opening quote. Keys usually come in the order of the schema (or of the
-                // previous record): the expected one is tried first.
+                // Just after a key's opening quote. Keys usually come in
+                // the order of the schema (or of the previous record): the
+                // expected one is tried first.
                 let field = match shape.key_colon_at(guess, input.rest()) {
                     Some(len) => {
                         input.at += len;
