@@ -119,7 +119,7 @@ pub struct BenchArgs {
     /// Rounds of B1, B0 and E2E per workload and partition count. Each row
     /// reports the medians of its rounds (peak RSS: the largest), and the
     /// ratios are those of the medians; one round on a shared machine can
-    /// be 10 % off. B2 and steady mode run once.
+    /// be 20 % off. B2 and steady mode run once.
     #[arg(long, default_value_t = 3)]
     pub repeat: u32,
     /// Log filter of the measured processes (tracing env-filter syntax);
