@@ -157,8 +157,9 @@ impl<C: ConsumerContext + 'static> FetchQueue<C> {
     }
 
     /// Takes up to `max` messages, waiting up to `wait` for the first one
-    /// (less if the consumer queue gets something meanwhile), and hands each
-    /// to `each`. Returns how many were taken, errors included.
+    /// (less if the consumer queue gets something meanwhile, or the
+    /// [`Waker`] is woken), and hands each to `each`. Returns how many were
+    /// taken, errors included.
     pub fn take(
         &mut self,
         wait: Duration,
