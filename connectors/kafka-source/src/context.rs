@@ -225,9 +225,6 @@ pub(crate) struct Shared {
     /// Paused by the runtime: assigned partitions are not fetched, including
     /// partitions assigned while paused.
     paused: AtomicBool,
-    /// The runtime waits in `next()` with no event queued: the poll thread
-    /// sends what it has gathered instead of filling a whole batch first.
-    wanted: AtomicBool,
     /// Latest high watermark of each assigned partition (watermark thread).
     high_watermarks: Mutex<HashMap<TopicPartition, i64>>,
     /// The queue assigned partitions deliver to, while the poll thread runs
@@ -246,7 +243,6 @@ impl Shared {
             failure: Mutex::new(None),
             ack_timeout,
             paused: AtomicBool::new(false),
-            wanted: AtomicBool::new(false),
             high_watermarks: Mutex::new(HashMap::new()),
             fetch: Mutex::new(None),
         }
@@ -256,15 +252,6 @@ impl Shared {
     /// it ends).
     pub(crate) fn fetch(&self) -> MutexGuard<'_, Option<FetchQueue<SourceContext>>> {
         lock(&self.fetch)
-    }
-
-    /// Whether the runtime waits for an event with none queued.
-    pub(crate) fn is_wanted(&self) -> bool {
-        self.wanted.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn set_wanted(&self, wanted: bool) {
-        self.wanted.store(wanted, Ordering::Release);
     }
 
     /// Whether fetching is paused.

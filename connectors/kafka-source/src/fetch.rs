@@ -63,8 +63,7 @@ impl Drop for QueueHandle {
 pub struct Waker(Mutex<Option<Arc<QueueHandle>>>);
 
 impl Waker {
-    /// Ends the poll thread's current wait on the fetch queue, if any.
-    pub(crate) fn wake(&self) {
+    fn wake(&self) {
         if let Some(q) = lock(&self.0).as_ref() {
             // SAFETY: the handle is alive while it is in the slot; the lock
             // keeps it from being destroyed during the call.
@@ -156,10 +155,11 @@ impl<C: ConsumerContext + 'static> FetchQueue<C> {
         }
     }
 
-    /// Takes up to `max` messages, waiting up to `wait` for the first one
-    /// (less if the consumer queue gets something meanwhile, or the
-    /// [`Waker`] is woken), and hands each to `each`. Returns how many were
-    /// taken, errors included.
+    /// Takes up to `max` messages and hands each to `each`. librdkafka's
+    /// batch call waits until it has all `max` (not just the first) or
+    /// `wait` is over, or the consumer queue gets something meanwhile; with
+    /// a zero `wait` it takes what is there. Returns how many were taken,
+    /// errors included.
     pub fn take(
         &mut self,
         wait: Duration,
@@ -169,29 +169,17 @@ impl<C: ConsumerContext + 'static> FetchQueue<C> {
         let max = max.clamp(1, BATCH_MAX);
         let timeout_ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
         self.buf.clear();
-        // A batch call waits until it has all `max` messages (or the wait
-        // ends), so the wait is spent on the first message alone and the
-        // rest is taken without waiting: what has arrived is handed on.
-        let q = self.queue.ptr();
-        let buf = self.buf.as_mut_ptr();
-        let count = |n: isize, of: usize| usize::try_from(n).unwrap_or(0).min(of);
-        // SAFETY: `buf` has room for `max` pointers; librdkafka writes at
-        // most the count it is given, after the `first` already written.
+        // SAFETY: `buf` has room for `max` pointers; librdkafka writes `n` of them.
         let n = unsafe {
-            let first = match timeout_ms {
-                0 => 0,
-                ms => count(rdsys::rd_kafka_consume_batch_queue(q, ms, buf, 1), 1),
-            };
-            let rest = if timeout_ms == 0 || (first == 1 && max > 1) {
-                count(
-                    rdsys::rd_kafka_consume_batch_queue(q, 0, buf.add(first), max - first),
-                    max - first,
-                )
-            } else {
-                0
-            };
-            self.buf.set_len(first + rest);
-            first + rest
+            let n = rdsys::rd_kafka_consume_batch_queue(
+                self.queue.ptr(),
+                timeout_ms,
+                self.buf.as_mut_ptr(),
+                max,
+            );
+            let n = usize::try_from(n).unwrap_or(0).min(max);
+            self.buf.set_len(n);
+            n
         };
         let rk = self.consumer.client().native_ptr();
         // Every message lives until all are handed on (the guard destroys

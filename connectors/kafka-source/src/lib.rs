@@ -13,9 +13,9 @@
 //! ```text
 //!            poll thread                                 async side (runtime task)
 //! ┌───────────────────────────────────┐  bounded mpsc   ┌────────────────────────────┐
-//! │ batches until max_poll_records,   │ ─SourceEvent─▶  │ next()                     │
-//! │ poll_timeout or next() waits;     │ (blocking_send: │                            │
-//! │ group per partition               │  backpressure)  │ commit(): spawn_blocking,  │
+//! │ batches until max_poll_records or │ ─SourceEvent─▶  │ next()                     │
+//! │ poll_timeout; group per partition │ (blocking_send: │                            │
+//! │                                   │  backpressure)  │ commit(): spawn_blocking,  │
 //! │ rebalance callback (inside poll)  │ ◀─ack oneshot─  │   sync commit on the       │
 //! │ blocks on the runtime's answer    │                 │   shared consumer          │
 //! │ seeks between polls               │ ◀─std mpsc────  │ seek()                     │
@@ -28,9 +28,6 @@
 //! (see [`fetch`]). The consumer queue still carries rebalances and errors;
 //! the poll thread serves it between batches, and anything arriving there
 //! ends a batch call's wait at once.
-//!
-//! A pipeline waiting in `next()` with no event queued gets what the poll
-//! thread has gathered at once, not a full batch later.
 //!
 //! A slow pipeline fills the channel and stops the poll thread; librdkafka
 //! keeps heartbeating from its own threads, and `max.poll.interval.ms`
@@ -104,7 +101,6 @@ use tributary_core::{ErrorClass, Source, SourceError, SourceEvent, TopicPartitio
 
 use crate::context::{Shared, SourceContext};
 use crate::error::io_error;
-use crate::fetch::Waker;
 use crate::poll_loop::{Command, Limits};
 
 pub use crate::client_config::client_config;
@@ -151,8 +147,6 @@ pub struct KafkaSource {
     consumer: Arc<BaseConsumer<SourceContext>>,
     shared: Arc<Shared>,
     events: mpsc::Receiver<SourceEvent>,
-    /// Ends the poll thread's wait on the fetch queue.
-    waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
     watermark_thread: Option<JoinHandle<()>>,
     done: Option<oneshot::Receiver<()>>,
@@ -214,7 +208,7 @@ impl KafkaSource {
             shared.clone(),
             command_rx,
             limits,
-            waker.clone(),
+            waker,
             done_tx,
         )
         .map_err(|e| SourceError::Setup {
@@ -237,7 +231,6 @@ impl KafkaSource {
             consumer,
             shared,
             events,
-            waker,
             control: Control {
                 shared: shared_for_control,
                 commands,
@@ -301,24 +294,6 @@ impl KafkaSource {
     }
 }
 
-/// Marks the runtime as waiting for an event while it lives (`next()` may
-/// be cancelled: the mark goes with it).
-struct Wanted<'a>(&'a Shared);
-
-impl<'a> Wanted<'a> {
-    fn ask(shared: &'a Shared, waker: &Waker) -> Self {
-        shared.set_wanted(true);
-        waker.wake();
-        Self(shared)
-    }
-}
-
-impl Drop for Wanted<'_> {
-    fn drop(&mut self) {
-        self.0.set_wanted(false);
-    }
-}
-
 /// Tells the poll thread to stop, at `close` or when the source is dropped
 /// without it.
 struct Control {
@@ -344,16 +319,7 @@ impl Drop for Control {
 #[async_trait]
 impl Source for KafkaSource {
     async fn next(&mut self) -> Result<SourceEvent, SourceError> {
-        let event = match self.events.try_recv() {
-            Ok(event) => Some(event),
-            Err(_) => {
-                // Nothing queued: ask the poll thread for what it has
-                // gathered so far, and wake it if it waits for more.
-                let _wanted = Wanted::ask(&self.shared, &self.waker);
-                self.events.recv().await
-            }
-        };
-        match event {
+        match self.events.recv().await {
             Some(event) => Ok(event),
             None => Err(self
                 .shared

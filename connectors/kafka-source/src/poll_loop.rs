@@ -67,13 +67,6 @@ impl Drop for ExitGuard<'_> {
 /// message at a time until it is empty, then takes a batch from the fetch
 /// queue. The fetch queue is waited on only when both were empty; a
 /// rebalance or error arriving meanwhile ends the wait.
-///
-/// A batch is sent when it is full (`max_records`), at the deadline, or as
-/// soon as the runtime waits in `next()` with nothing queued: a pipeline
-/// that converts faster than the batch fills would otherwise sit idle
-/// while records it could convert wait here (in a W1 drain over 12
-/// partitions the pipeline waited 100–150 times, 0.2–1.4 s in all, and in
-/// 60 of 104 waits the poll thread held ~7,400 records).
 pub(crate) fn run(
     consumer: &Arc<BaseConsumer<SourceContext>>,
     shared: &Shared,
@@ -106,12 +99,8 @@ pub(crate) fn run(
             if shared.stopped() {
                 break 'outer;
             }
-            let gathered = shared.pending().len();
-            let room = max_records.saturating_sub(gathered);
-            // A full batch goes at once; a partial one as soon as the
-            // runtime waits for it (it would otherwise sit idle while more
-            // is gathered), else at the deadline.
-            if room == 0 || (gathered > 0 && shared.is_wanted()) {
+            let room = max_records.saturating_sub(shared.pending().len());
+            if room == 0 {
                 break;
             }
             // Rebalance callbacks run inside this call, on this thread.

@@ -545,32 +545,3 @@ impl CloseBoxed for tributary_kafka_source::KafkaSource {
         within("close", Box::new(self).close()).await;
     }
 }
-
-/// A pipeline waiting in `next()` gets the records gathered so far at once:
-/// neither a full batch (`max_poll_records`) nor the end of `poll_timeout`
-/// (ten minutes here, far beyond the test's wait) is needed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_waiting_pipeline_gets_a_partial_batch_at_once() {
-    let kafka = Kafka::new();
-    let topic = "partial-batch";
-    kafka.topic(topic, 1);
-    kafka.produce(topic, 0, 0..20);
-    let mut cfg = kafka.config(&[topic], "g-partial-batch");
-    cfg.max_poll_records = 10_000;
-    cfg.poll_timeout = tributary_config::HumanDuration(Duration::from_secs(600));
-    let mut source = kafka.start_with(&cfg, SourceTuning::default());
-    expect_assigned(&mut source, all_default).await;
-    let mut offsets = Vec::new();
-    while offsets.len() < 20 {
-        match next_event(&mut source).await {
-            SourceEvent::Records(bs) => {
-                for b in bs {
-                    offsets.extend(b.records.iter().map(|r| r.offset));
-                }
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!(offsets, (0..20).collect::<Vec<i64>>());
-    source.close_boxed().await;
-}

@@ -150,8 +150,7 @@ pub struct KafkaSourceConfig {
     /// Most records handed to the converter in one batch.
     #[serde(default = "default_max_poll_records")]
     pub max_poll_records: usize,
-    /// Longest a poll waits to fill a batch while the pipeline is busy; a
-    /// pipeline waiting for records gets what was gathered at once.
+    /// Longest a poll waits to fill a batch.
     #[serde(default = "default_poll_timeout")]
     pub poll_timeout: HumanDuration,
     /// librdkafka properties passed through as they are (TLS, SASL, fetch sizes).
